@@ -1,0 +1,1 @@
+"""Plain torch.nn networks: no Lightning, no config reading; each usable alone."""
