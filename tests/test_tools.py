@@ -1,0 +1,38 @@
+"""The preview and benchmark commands produce their files and sane numbers."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import cv2
+
+from inpaint import bench
+from inpaint.config import config_names
+from tests.conftest import ROOT, run_env
+
+
+def test_preview_writes_a_grid_and_prints_hole_statistics_within_bounds(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "inpaint.preview", "mask=square", "mask.min_ratio=0.1", "mask.max_ratio=0.3",
+         "count=50", "rows=4", f"hydra.run.dir={tmp_path}"],
+        cwd=ROOT, env=run_env(), capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    grid = cv2.imread(str(tmp_path / "preview.png"))
+    assert grid is not None and grid.shape[0] > grid.shape[1]  # 4 rows of 3 columns
+    found = re.search(r"mean ([\d.]+)\s+min ([\d.]+)\s+max ([\d.]+)", result.stdout)
+    mean, low, high = map(float, found.groups())
+    assert 0.1 <= low <= mean <= high <= 0.3
+
+
+def test_bench_times_every_mask_generator_and_writes_json(tmp_path, capsys):
+    output = tmp_path / "bench.json"
+    results = bench.main(["--size", "64", "--seconds", "0.02", "--output", str(output)])
+    written = json.loads(output.read_text())
+    assert written == results
+    assert sorted(row["mask"] for row in written["masks"]) == config_names("mask")
+    assert all(row["masks_per_s"] > 0 and row["size"] == 64 for row in written["masks"])
+    assert "Mask synthesis at 64x64" in capsys.readouterr().out
