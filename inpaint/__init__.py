@@ -1,1 +1,1 @@
-"""inpaint: blind inpainting (MPN, EPN, IPN) and a U-Net baseline, trained with Lightning, configured with Hydra."""
+"""inpaint: blind inpainting (MPN, EPN, IPN) and a U-Net baseline, on Lightning and Hydra."""

@@ -36,7 +36,9 @@ def bench_masks(size: int, seconds: float) -> list[dict]:
     rows = []
     for name in config_names("mask"):
         generator = instantiate(compose_config(overrides=[f"mask={name}"]).mask)
-        rows.append({"mask": name, "size": size, "masks_per_s": masks_per_second(generator, size, seconds)})
+        rows.append(
+            {"mask": name, "size": size, "masks_per_s": masks_per_second(generator, size, seconds)}
+        )
     return rows
 
 

@@ -5,24 +5,32 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torch import nn
 from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_only
+from torch import nn
 
 from inpaint.data.images import write_image
 
 
-def image_grid(columns: list[torch.Tensor], rows: int = 8, padding: int = 2, min_tile: int = 96) -> torch.Tensor:
+def image_grid(
+    columns: list[torch.Tensor], rows: int = 8, padding: int = 2, min_tile: int = 96
+) -> torch.Tensor:
     """Lay out batches side by side: one row per sample, one column per tensor, grey as RGB.
 
     Tiles smaller than `min_tile` pixels are enlarged (nearest neighbour) so they can be seen.
     """
-    tiles = [column[:rows].detach().float().cpu().clamp(0, 1).expand(-1, 3, -1, -1) for column in columns]
+    tiles = [
+        column[:rows].detach().float().cpu().clamp(0, 1).expand(-1, 3, -1, -1) for column in columns
+    ]
     factor = -(-min_tile // min(tiles[0].shape[-2:]))
     if factor > 1:
-        tiles = [nn.functional.interpolate(tile, scale_factor=factor, mode="nearest") for tile in tiles]
+        tiles = [
+            nn.functional.interpolate(tile, scale_factor=factor, mode="nearest") for tile in tiles
+        ]
     count, _, height, width = tiles[0].shape
-    grid = torch.ones(3, count * (height + padding) + padding, len(tiles) * (width + padding) + padding)
+    grid = torch.ones(
+        3, count * (height + padding) + padding, len(tiles) * (width + padding) + padding
+    )
     for col, tile in enumerate(tiles):
         for row in range(count):
             top, left = padding + row * (height + padding), padding + col * (width + padding)

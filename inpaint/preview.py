@@ -34,11 +34,15 @@ def main(cfg: DictConfig) -> None:
     datamodule = instantiate(cfg.data, mask=mask)
     dataset = datamodule.dataset(cfg.split)
     samples = [dataset[i] for i in range(min(cfg.rows, len(dataset)))]
-    columns = [torch.stack([sample[key] for sample in samples]) for key in ("damaged", "mask", "image")]
+    columns = [
+        torch.stack([sample[key] for sample in samples]) for key in ("damaged", "mask", "image")
+    ]
     path = Path(cfg.paths.output_dir) / "preview.png"
     write_image(path, image_grid(columns, rows=cfg.rows).permute(1, 2, 0).numpy())
     stats = hole_ratio_stats(mask, cfg.count, datamodule.image_size, cfg.seed)
-    print(f"mask={cfg.mask._target_.rsplit('.', 1)[-1]} fill={mask.fill} size={datamodule.image_size}")
+    print(
+        f"mask={cfg.mask._target_.rsplit('.', 1)[-1]} fill={mask.fill} size={datamodule.image_size}"
+    )
     print(
         f"hole ratio over {cfg.count} masks: mean {stats['mean']:.3f}  "
         f"min {stats['min']:.3f}  max {stats['max']:.3f}"

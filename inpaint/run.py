@@ -20,7 +20,11 @@ def instantiate_group(group: DictConfig | None) -> list:
     """Instantiate every entry of a config group that holds a `_target_` (callbacks, loggers)."""
     if not group:
         return []
-    return [instantiate(entry) for entry in group.values() if isinstance(entry, DictConfig) and "_target_" in entry]
+    return [
+        instantiate(entry)
+        for entry in group.values()
+        if isinstance(entry, DictConfig) and "_target_" in entry
+    ]
 
 
 @rank_zero_only
@@ -53,7 +57,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if cfg.train and not best:
             log.warning("no best checkpoint was saved; testing the weights as they are")
         trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path)
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+        metrics = {
+            k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")
+        }
         write_metrics(Path(cfg.paths.output_dir) / "metrics.json", metrics)
     for logger in loggers:
         if isinstance(logger, WandbLogger):

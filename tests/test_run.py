@@ -36,7 +36,10 @@ def test_every_data_config_names_its_missing_root(data, tmp_path):
 
 
 def test_data_configs_set_their_own_image_size():
-    sizes = {name: compose_config("train", [f"data={name}"]).data.image_size for name in config_names("data")}
+    sizes = {
+        name: compose_config("train", [f"data={name}"]).data.image_size
+        for name in config_names("data")
+    }
     assert sizes == {"samples": 64, "cifar10": 32, "celeba": 256, "psv": 256, "folder": 256}
 
 
@@ -64,7 +67,11 @@ def test_short_run_writes_metrics_checkpoints_and_grids_then_resumes(tmp_path):
     steps_first = checkpoint["global_step"]
 
     second = tmp_path / "second"
-    train(tiny_config(second, [f"ckpt_path={first / 'checkpoints' / 'last.ckpt'}", "trainer.max_epochs=2"]))
+    train(
+        tiny_config(
+            second, [f"ckpt_path={first / 'checkpoints' / 'last.ckpt'}", "trainer.max_epochs=2"]
+        )
+    )
     resumed = torch.load(second / "checkpoints" / "last.ckpt", weights_only=False)
     assert resumed["epoch"] == 1
     assert resumed["global_step"] == 2 * steps_first
@@ -73,9 +80,22 @@ def test_short_run_writes_metrics_checkpoints_and_grids_then_resumes(tmp_path):
 def test_cli_run_with_default_loggers_writes_into_the_given_run_dir(tmp_path):
     run_dir = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "-m", "inpaint.run", "debug=fast", "logger=default",
-         "data.image_size=16", "model.net.widths=[8,16]", "model.net.bottleneck=32", f"hydra.run.dir={run_dir}"],
-        cwd=ROOT, env=run_env(), capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "inpaint.run",
+            "debug=fast",
+            "logger=default",
+            "data.image_size=16",
+            "model.net.widths=[8,16]",
+            "model.net.bottleneck=32",
+            f"hydra.run.dir={run_dir}",
+        ],
+        cwd=ROOT,
+        env=run_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "test/psnr" in json.loads((run_dir / "metrics.json").read_text())

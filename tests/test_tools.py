@@ -16,9 +16,22 @@ from tests.conftest import ROOT, run_env
 
 def test_preview_writes_a_grid_and_prints_hole_statistics_within_bounds(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "inpaint.preview", "mask=square", "mask.min_ratio=0.1", "mask.max_ratio=0.3",
-         "count=50", "rows=4", f"hydra.run.dir={tmp_path}"],
-        cwd=ROOT, env=run_env(), capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "inpaint.preview",
+            "mask=square",
+            "mask.min_ratio=0.1",
+            "mask.max_ratio=0.3",
+            "count=50",
+            "rows=4",
+            f"hydra.run.dir={tmp_path}",
+        ],
+        cwd=ROOT,
+        env=run_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     grid = cv2.imread(str(tmp_path / "preview.png"))

@@ -24,7 +24,9 @@ class ImageMetrics(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.psnr = PeakSignalNoiseRatio(data_range=1.0, reduction="elementwise_mean", dim=(1, 2, 3))
+        self.psnr = PeakSignalNoiseRatio(
+            data_range=1.0, reduction="elementwise_mean", dim=(1, 2, 3)
+        )
         self.ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
         self.psnr_hole = MeanMetric()
 

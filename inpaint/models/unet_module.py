@@ -28,7 +28,10 @@ class UNetInpainter(LightningModule):
         self.net, self.optimizer = net, optimizer
         self.loss_fn = LOSSES[loss]
         self.metrics = nn.ModuleDict(
-            {stage: nn.ModuleDict({"output": ImageMetrics(), "input": ImageMetrics()}) for stage in ("val", "test")}
+            {
+                stage: nn.ModuleDict({"output": ImageMetrics(), "input": ImageMetrics()})
+                for stage in ("val", "test")
+            }
         )
         self.preview: dict[str, torch.Tensor] | None = None
 

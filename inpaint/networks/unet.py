@@ -48,7 +48,9 @@ class UNet(nn.Module):
         channels = bottleneck
         for width in reversed(widths):
             self.upsamplers.append(
-                nn.Sequential(nn.ConvTranspose2d(channels, width, 2, stride=2), nn.ReLU(inplace=True))
+                nn.Sequential(
+                    nn.ConvTranspose2d(channels, width, 2, stride=2), nn.ReLU(inplace=True)
+                )
             )
             self.decoders.append(double_conv(2 * width, width))
             channels = width
@@ -66,6 +68,8 @@ class UNet(nn.Module):
             skips.append(x)
             x = self.pool(x)
         x = self.bottleneck(x)
-        for upsample, decoder, skip in zip(self.upsamplers, self.decoders, reversed(skips)):
+        for upsample, decoder, skip in zip(
+            self.upsamplers, self.decoders, reversed(skips), strict=True
+        ):
             x = decoder(torch.cat([upsample(x), skip], dim=1))
         return torch.sigmoid(self.head(x))
