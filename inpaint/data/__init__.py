@@ -1,0 +1,1 @@
+"""Data: image sources, mask synthesis, damage, edges and the LightningDataModule."""

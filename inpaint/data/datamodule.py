@@ -1,0 +1,79 @@
+"""The LightningDataModule every model shares: a source of images plus a mask generator."""
+
+from __future__ import annotations
+
+from lightning import LightningDataModule
+from torch.utils.data import DataLoader
+
+from inpaint.data.dataset import InpaintingDataset
+from inpaint.data.masks import MaskGenerator
+
+
+class InpaintDataModule(LightningDataModule):
+    """Builds train/val/test InpaintingDatasets from `source.split(name)`.
+
+    `train_length` / `eval_length` fix the number of crops per epoch for sources with few,
+    large images (the embedded photos); left empty, every image is one sample.
+    """
+
+    def __init__(
+        self,
+        source,
+        mask: MaskGenerator,
+        image_size: int = 64,
+        batch_size: int = 16,
+        num_workers: int = 0,
+        seed: int = 0,
+        resize: bool = False,
+        train_length: int | None = None,
+        eval_length: int | None = None,
+        pin_memory: bool = False,
+    ):
+        super().__init__()
+        if image_size < 8:
+            raise ValueError(f"data.image_size must be at least 8 pixels, got {image_size}")
+        self.source, self.mask = source, mask
+        self.image_size, self.batch_size, self.num_workers = image_size, batch_size, num_workers
+        self.seed, self.resize, self.pin_memory = seed, resize, pin_memory
+        self.lengths = {"train": train_length, "val": eval_length, "test": eval_length}
+        self.datasets: dict[str, InpaintingDataset] = {}
+
+    def dataset(self, split: str) -> InpaintingDataset:
+        if split not in self.datasets:
+            self.datasets[split] = InpaintingDataset(
+                self.source.split(split),
+                self.mask,
+                self.image_size,
+                train=split == "train",
+                seed=self.seed,
+                split=split,
+                length=self.lengths[split],
+                resize=self.resize,
+            )
+        return self.datasets[split]
+
+    def setup(self, stage: str | None = None) -> None:
+        splits = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"]}.get(stage, ["train", "val", "test"])
+        for split in splits:
+            self.dataset(split)
+
+    def _loader(self, split: str) -> DataLoader:
+        train = split == "train"
+        return DataLoader(
+            self.dataset(split),
+            batch_size=self.batch_size,
+            shuffle=train,
+            drop_last=train and len(self.dataset(split)) >= self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")

@@ -1,0 +1,81 @@
+"""One sample = one crop of one image, one mask and its damage, as a dict of tensors."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+
+import albumentations as A
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from inpaint.data.damage import damage, make_fill
+from inpaint.data.masks import MaskGenerator
+
+
+def split_key(split: str) -> int:
+    """A stable number per split name, so val and test draw different masks from one seed."""
+    return zlib.crc32(split.encode())
+
+
+class InpaintingDataset(Dataset):
+    """Crops, augments, masks and damages images from an image sequence.
+
+    Evaluation samples (`train=False`) are a pure function of (seed, split, index): the same
+    crop, mask and fill on every epoch, run and machine. Training samples draw fresh
+    randomness from torch's generator, which Lightning seeds per worker.
+    """
+
+    def __init__(
+        self,
+        images: Sequence[np.ndarray],
+        mask: MaskGenerator,
+        image_size: int,
+        train: bool,
+        seed: int = 0,
+        split: str = "train",
+        length: int | None = None,
+        resize: bool = False,
+    ):
+        if len(images) == 0:
+            raise ValueError(f"the {split} split holds no images")
+        self.images, self.mask, self.size = images, mask, int(image_size)
+        self.train, self.seed, self.split = train, seed, split
+        self.length = int(length) if length else len(images)
+        geometry = [A.SmallestMaxSize(max_size=self.size, p=1.0)] if resize else []
+        geometry += [
+            A.PadIfNeeded(min_height=self.size, min_width=self.size, border_mode=4, p=1.0),
+            A.RandomCrop(height=self.size, width=self.size, p=1.0),
+        ]
+        self.crop = A.Compose(geometry)
+        self.augment = A.Compose(geometry + [A.HorizontalFlip(p=0.5)]) if train else self.crop
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _rng(self, index: int) -> np.random.Generator:
+        if self.train:
+            return np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+        return np.random.default_rng([self.seed, split_key(self.split), index])
+
+    def _transform(self, pipeline: A.Compose, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        pipeline.set_random_seed(int(rng.integers(0, 2**31)))
+        return pipeline(image=image)["image"]
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = self._rng(index)
+        image = self._transform(self.augment, self.images[index % len(self.images)], rng)
+        mask = self.mask(rng, self.size, self.size)
+        other = None
+        if self.mask.fill == "image":
+            other_index = int(rng.integers(0, len(self.images)))
+            other = self._transform(self.crop, self.images[other_index], rng)
+        fill = make_fill(self.mask.fill, rng, image.shape, other)
+        damaged = damage(image, mask, fill)
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            "mask": torch.from_numpy(mask[None]),
+            "damaged": torch.from_numpy(np.ascontiguousarray(damaged.transpose(2, 0, 1))),
+            "index": index,
+        }

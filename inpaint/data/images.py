@@ -1,0 +1,74 @@
+"""Image files in, float RGB arrays out: the one place pixel formats are converted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class UnreadableImageError(ValueError):
+    """Raised when a file exists but cannot be decoded as an image."""
+
+
+def to_float_rgb(pixels: np.ndarray) -> np.ndarray:
+    """Convert grey, RGB or RGBA pixels of any integer or float depth to float32 RGB in [0, 1].
+
+    Alpha is dropped: training images are opaque by convention.
+    """
+    if np.issubdtype(pixels.dtype, np.integer):
+        scaled = pixels.astype(np.float32) / np.iinfo(pixels.dtype).max
+    else:
+        scaled = np.clip(pixels.astype(np.float32), 0.0, 1.0)
+    if scaled.ndim == 2:
+        scaled = scaled[:, :, None]
+    channels = scaled.shape[2]
+    if channels == 1:
+        scaled = np.repeat(scaled, 3, axis=2)
+    elif channels == 2:  # grey + alpha
+        scaled = np.repeat(scaled[:, :, :1], 3, axis=2)
+    elif channels >= 4:
+        scaled = scaled[:, :, :3]
+    return np.ascontiguousarray(scaled)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as float32 RGB (H, W, 3) in [0, 1]; 8- and 16-bit, grey, RGB, RGBA."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file not found: {path}")
+    data = np.fromfile(str(path), dtype=np.uint8)
+    pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if pixels is None:
+        raise UnreadableImageError(f"cannot decode image file: {path}")
+    if pixels.ndim == 3 and pixels.shape[2] >= 3:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_BGRA2RGBA if pixels.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+    return to_float_rgb(pixels)
+
+
+def is_readable_image(path: str | Path) -> bool:
+    """Cheap check that a file starts like an image (header only), for scanning large folders."""
+    try:
+        with Image.open(path) as opened:
+            return opened.size[0] > 0 and opened.size[1] > 0
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return False
+
+
+def list_images(root: str | Path) -> list[Path]:
+    """All image files below `root`, sorted, so splits do not depend on the file system's order."""
+    return sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def write_image(path: str | Path, image: np.ndarray) -> None:
+    """Write a float RGB (H, W, 3) or grey (H, W) array in [0, 1] as an 8-bit image file."""
+    pixels = np.clip(np.rint(np.asarray(image) * 255.0), 0, 255).astype(np.uint8)
+    if pixels.ndim == 3:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), pixels):
+        raise OSError(f"cannot write image file: {path}")
