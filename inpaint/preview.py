@@ -14,8 +14,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from inpaint.callbacks import image_grid
 from inpaint.data.images import write_image
+from inpaint.visual import image_grid
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from inpaint.models.metrics import ImageMetrics, hole_psnr
+from inpaint.models.metrics import EdgeMetrics, ImageMetrics, MaskMetrics, hole_psnr
 
 
 def test_hole_psnr_uses_only_hole_pixels():
@@ -25,10 +25,11 @@ def test_image_metrics_average_per_image_psnr_and_skip_images_without_hole():
     mask[0, :, :4] = 1
     metrics = ImageMetrics()
     metrics.update(prediction, target, mask)
-    values = metrics.compute(suffix="_x")
-    assert values["psnr_x"].item() == pytest.approx(30.0, abs=1e-3)  # mean of 20 and 40, not pooled
-    assert values["psnr_hole_x"].item() == pytest.approx(20.0, abs=1e-3)  # image 1 has no hole
-    assert 0 < values["ssim_x"].item() <= 1
+    values = metrics.compute()
+    assert values["psnr"].item() == pytest.approx(30.0, abs=1e-3)  # mean of 20 and 40, not pooled
+    assert values["psnr_hole"].item() == pytest.approx(20.0, abs=1e-3)  # image 1 has no hole
+    assert values["l1"].item() == pytest.approx((0.1 + 0.01) / 2, abs=1e-6)
+    assert 0 < values["ssim"].item() <= 1
 
 
 def test_metrics_reset_between_epochs():
@@ -40,3 +41,36 @@ def test_metrics_reset_between_epochs():
     metrics.update(target, target, torch.ones(1, 1, 8, 8))
     assert metrics.compute()["psnr"].item() > first + 20
     assert not math.isnan(first)
+
+
+def test_mask_metrics_iou_f1_and_references():
+    target = torch.zeros(1, 1, 16, 16)
+    target[..., :8, :] = 1  # 128 hole pixels
+    prediction = torch.zeros(1, 1, 16, 16)
+    prediction[..., :4, :] = 0.9  # 64 of them found
+    prediction[..., 15, :] = 0.8  # 16 false positives
+    metrics = MaskMetrics()
+    metrics.update(prediction, target)
+    values = metrics.compute()
+    assert values["iou"].item() == pytest.approx(64 / 144)
+    assert values["f1"].item() == pytest.approx(2 * 64 / (2 * 64 + 16 + 64))
+    assert values["mae"].item() == pytest.approx((64 * 0.1 + 64 * 1 + 16 * 0.8) / 256)
+    full = MaskMetrics()
+    full.update(torch.ones_like(target), target)
+    assert full.compute()["iou"].item() == pytest.approx(0.5)
+
+
+def test_edge_metrics_count_only_hole_pixels():
+    target = torch.zeros(1, 1, 16, 16)
+    target[..., :, 1] = 1  # a vertical edge
+    mask = torch.zeros(1, 1, 16, 16)
+    mask[..., :8, :] = 1  # hole: top half, holds 8 edge pixels
+    edges = torch.zeros(1, 1, 16, 16)
+    edges[..., :4, 1] = 1  # 4 edge pixels found in the hole
+    edges[..., :4, 3] = 1  # 4 false edges in the hole
+    edges[..., 12:, 9] = 1  # outside the hole: ignored
+    metrics = EdgeMetrics()
+    metrics.update(edges, target, mask)
+    values = metrics.compute()
+    assert values["edge_recall"].item() == pytest.approx(0.5)
+    assert values["edge_precision"].item() == pytest.approx(0.5)

@@ -8,7 +8,10 @@ NOISE_STD = 0.25
 
 
 def make_fill(
-    kind: str, rng: np.random.Generator, shape: tuple[int, int, int], other: np.ndarray | None = None
+    kind: str,
+    rng: np.random.Generator,
+    shape: tuple[int, int, int],
+    other: np.ndarray | None = None,
 ) -> np.ndarray:
     """What fills the hole: zeros, ones, a random colour, Gaussian noise, or another image."""
     if kind == "zeros":

@@ -6,6 +6,7 @@ from lightning import LightningDataModule
 from torch.utils.data import DataLoader
 
 from inpaint.data.dataset import InpaintingDataset
+from inpaint.data.edges import EdgeDetector, add_edges
 from inpaint.data.masks import MaskGenerator
 
 
@@ -14,6 +15,8 @@ class InpaintDataModule(LightningDataModule):
 
     `train_length` / `eval_length` fix the number of crops per epoch for sources with few,
     large images (the embedded photos); left empty, every image is one sample.
+    `edges` adds Canny edges to each batch: in the loader workers (method "opencv") or on
+    the training device after transfer (method "kornia").
     """
 
     def __init__(
@@ -28,6 +31,7 @@ class InpaintDataModule(LightningDataModule):
         train_length: int | None = None,
         eval_length: int | None = None,
         pin_memory: bool = False,
+        edges: EdgeDetector | None = None,
     ):
         super().__init__()
         if image_size < 8:
@@ -36,6 +40,7 @@ class InpaintDataModule(LightningDataModule):
         self.image_size, self.batch_size, self.num_workers = image_size, batch_size, num_workers
         self.seed, self.resize, self.pin_memory = seed, resize, pin_memory
         self.lengths = {"train": train_length, "val": eval_length, "test": eval_length}
+        self.edges = edges
         self.datasets: dict[str, InpaintingDataset] = {}
 
     def dataset(self, split: str) -> InpaintingDataset:
@@ -49,11 +54,14 @@ class InpaintDataModule(LightningDataModule):
                 split=split,
                 length=self.lengths[split],
                 resize=self.resize,
+                edges=self.edges,
             )
         return self.datasets[split]
 
     def setup(self, stage: str | None = None) -> None:
-        splits = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"]}.get(stage, ["train", "val", "test"])
+        splits = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"]}.get(
+            stage, ["train", "val", "test"]
+        )
         for split in splits:
             self.dataset(split)
 
@@ -77,3 +85,8 @@ class InpaintDataModule(LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test")
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        if self.edges is not None and self.edges.method == "kornia":
+            return add_edges(batch, self.edges)
+        return batch

@@ -6,11 +6,13 @@ import zlib
 from collections.abc import Sequence
 
 import albumentations as A
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from inpaint.data.damage import damage, make_fill
+from inpaint.data.edges import EdgeDetector
 from inpaint.data.masks import MaskGenerator
 
 
@@ -25,6 +27,8 @@ class InpaintingDataset(Dataset):
     Evaluation samples (`train=False`) are a pure function of (seed, split, index): the same
     crop, mask and fill on every epoch, run and machine. Training samples draw fresh
     randomness from torch's generator, which Lightning seeds per worker.
+    With an OpenCV edge detector, samples also carry `gray` (the clean grey image), `edge`
+    (its Canny edges) and `damaged_edge` (Canny of the grey damaged image, hole excluded).
     """
 
     def __init__(
@@ -37,12 +41,14 @@ class InpaintingDataset(Dataset):
         split: str = "train",
         length: int | None = None,
         resize: bool = False,
+        edges: EdgeDetector | None = None,
     ):
         if len(images) == 0:
             raise ValueError(f"the {split} split holds no images")
         self.images, self.mask, self.size = images, mask, int(image_size)
         self.train, self.seed, self.split = train, seed, split
         self.length = int(length) if length else len(images)
+        self.edges = edges
         geometry = [A.SmallestMaxSize(max_size=self.size, p=1.0)] if resize else []
         geometry += [
             A.PadIfNeeded(min_height=self.size, min_width=self.size, border_mode=4, p=1.0),
@@ -59,7 +65,9 @@ class InpaintingDataset(Dataset):
             return np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
         return np.random.default_rng([self.seed, split_key(self.split), index])
 
-    def _transform(self, pipeline: A.Compose, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def _transform(
+        self, pipeline: A.Compose, image: np.ndarray, rng: np.random.Generator
+    ) -> np.ndarray:
         pipeline.set_random_seed(int(rng.integers(0, 2**31)))
         return pipeline(image=image)["image"]
 
@@ -73,9 +81,20 @@ class InpaintingDataset(Dataset):
             other = self._transform(self.crop, self.images[other_index], rng)
         fill = make_fill(self.mask.fill, rng, image.shape, other)
         damaged = damage(image, mask, fill)
-        return {
-            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+        sample = {
+            "image": _chw(image),
             "mask": torch.from_numpy(mask[None]),
-            "damaged": torch.from_numpy(np.ascontiguousarray(damaged.transpose(2, 0, 1))),
+            "damaged": _chw(damaged),
             "index": index,
         }
+        if self.edges is not None and self.edges.method == "opencv":
+            gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+            damaged_gray = cv2.cvtColor(damaged, cv2.COLOR_RGB2GRAY)
+            sample["gray"] = torch.from_numpy(gray[None])
+            sample["edge"] = torch.from_numpy(self.edges.numpy(gray)[None])
+            sample["damaged_edge"] = torch.from_numpy(self.edges.numpy(damaged_gray, mask)[None])
+        return sample
+
+
+def _chw(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))

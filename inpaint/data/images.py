@@ -46,7 +46,9 @@ def read_image(path: str | Path) -> np.ndarray:
     if pixels is None:
         raise UnreadableImageError(f"cannot decode image file: {path}")
     if pixels.ndim == 3 and pixels.shape[2] >= 3:
-        pixels = cv2.cvtColor(pixels, cv2.COLOR_BGRA2RGBA if pixels.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+        pixels = cv2.cvtColor(
+            pixels, cv2.COLOR_BGRA2RGBA if pixels.shape[2] == 4 else cv2.COLOR_BGR2RGB
+        )
     return to_float_rgb(pixels)
 
 
@@ -61,7 +63,9 @@ def is_readable_image(path: str | Path) -> bool:
 
 def list_images(root: str | Path) -> list[Path]:
     """All image files below `root`, sorted, so splits do not depend on the file system's order."""
-    return sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return sorted(
+        p for p in Path(root).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+    )
 
 
 def write_image(path: str | Path, image: np.ndarray) -> None:

@@ -65,7 +65,8 @@ class MaskGenerator:
             if gap < best_gap:
                 best, best_gap = mask, gap
         warnings.warn(
-            f"{type(self).__name__}: no mask with hole ratio in [{self.min_ratio}, {self.max_ratio}] "
+            f"{type(self).__name__}: no mask with hole ratio in "
+            f"[{self.min_ratio}, {self.max_ratio}] "
             f"after {self.max_tries} draws at {height}x{width}; using the closest. "
             "Widen the ratio bounds or change the shape parameters.",
             stacklevel=2,
@@ -133,7 +134,10 @@ class FreeFormMask(MaskGenerator):
             count = _uniform_int(rng, self.vertices)
             brush = max(1, int(round(rng.uniform(*self.width) * scale)))
             x, y = rng.uniform(0, width), rng.uniform(0, height)
-            low, high = mean_angle - rng.uniform(0, angle_range), mean_angle + rng.uniform(0, angle_range)
+            low, high = (
+                mean_angle - rng.uniform(0, angle_range),
+                mean_angle + rng.uniform(0, angle_range),
+            )
             for step in range(count):
                 angle = rng.uniform(low, high)
                 if step % 2 == 0:
@@ -182,7 +186,9 @@ class IrregularMask(MaskGenerator):
                 angles = 2 * math.pi - angles
             lengths = (1 + rng.uniform(0, self.max_length, segments)) * scale
             brushes = np.maximum(1, np.rint((1 + rng.uniform(0, self.max_width, segments)) * scale))
-            for angle, length, brush in zip(angles.tolist(), lengths.tolist(), brushes.tolist()):
+            for angle, length, brush in zip(
+                angles.tolist(), lengths.tolist(), brushes.tolist(), strict=True
+            ):
                 nx = _clip(x + length * math.sin(angle), 0, width - 1)
                 ny = _clip(y + length * math.cos(angle), 0, height - 1)
                 cv2.line(mask, (int(x), int(y)), (int(nx), int(ny)), 1, int(brush))
@@ -217,7 +223,9 @@ class GreyscaleMask(MaskGenerator):
         kinds = dict(kinds or {"field": 1.0, "blobs": 1.0, "uniform": 1.0})
         unknown = set(kinds) - {"field", "blobs", "uniform"}
         if unknown:
-            raise ValueError(f"GreyscaleMask: unknown kinds {sorted(unknown)}; use field, blobs, uniform")
+            raise ValueError(
+                f"GreyscaleMask: unknown kinds {sorted(unknown)}; use field, blobs, uniform"
+            )
         self.kind_names = list(kinds)
         weights = np.asarray(list(kinds.values()), np.float64)
         self.kind_probs = weights / weights.sum()
@@ -257,7 +265,9 @@ class GreyscaleMask(MaskGenerator):
 class MixedMask(MaskGenerator):
     """Draws from one of several generators, chosen by weight; its own ratio bounds apply too."""
 
-    def __init__(self, components: Mapping[str, MaskGenerator], weights: Mapping[str, float], **kwargs):
+    def __init__(
+        self, components: Mapping[str, MaskGenerator], weights: Mapping[str, float], **kwargs
+    ):
         super().__init__(**kwargs)
         missing = set(weights) - set(components)
         if missing:
@@ -269,4 +279,6 @@ class MixedMask(MaskGenerator):
         self.probs = probs / probs.sum()
 
     def draw(self, rng, height, width):
-        return self.components[int(rng.choice(len(self.components), p=self.probs))](rng, height, width)
+        return self.components[int(rng.choice(len(self.components), p=self.probs))](
+            rng, height, width
+        )

@@ -13,7 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from inpaint.data.images import UnreadableImageError, is_readable_image, list_images, read_image, to_float_rgb
+from inpaint.data.images import (
+    UnreadableImageError,
+    is_readable_image,
+    list_images,
+    read_image,
+    to_float_rgb,
+)
 
 SPLITS = ("train", "val", "test")
 
@@ -57,7 +63,10 @@ class FileImages(Sequence):
         if not readable:
             raise FileNotFoundError(f"no readable image among {len(paths)} files of {description}")
         if skipped:
-            warnings.warn(f"{description}: skipped {skipped} unreadable of {len(paths)} image files")
+            warnings.warn(
+                f"{description}: skipped {skipped} unreadable of {len(paths)} image files",
+                stacklevel=2,
+            )
         self.paths, self.center_crop = readable, center_crop
         self.names = [str(p) for p in readable]
 
@@ -70,7 +79,7 @@ class FileImages(Sequence):
             try:
                 image = read_image(path)
             except UnreadableImageError as error:
-                warnings.warn(f"{error}; using the next image instead")
+                warnings.warn(f"{error}; using the next image instead", stacklevel=2)
                 continue
             return self._crop(image)
         raise UnreadableImageError(f"none of the {len(self.paths)} image files can be decoded")
@@ -110,7 +119,10 @@ class SamplePhotos:
             raise ValueError(f"sample photos used for training and evaluation: {sorted(overlap)}")
         self._splits = {}
         for split in SPLITS:
-            arrays = [read_image(_require(data_dir / name, "a photo shipped by scikit-image")) for name in photos[split]]
+            arrays = [
+                read_image(_require(data_dir / name, "a photo shipped by scikit-image"))
+                for name in photos[split]
+            ]
             self._splits[split] = ArrayImages(arrays, photos[split])
 
     def split(self, name: str) -> ArrayImages:
@@ -131,13 +143,17 @@ class ImageFolder:
         split_seed: int = 0,
         split_files: dict[str, str] | None = None,
     ):
-        self.root = _require(Path(root), "a folder (searched recursively) of .png/.jpg/.bmp/.tif images")
+        self.root = _require(
+            Path(root), "a folder (searched recursively) of .png/.jpg/.bmp/.tif images"
+        )
         if split_files:
             self._paths = {split: self._read_split_file(split, split_files) for split in SPLITS}
         else:
             paths = list_images(self.root)
             if not paths:
-                raise FileNotFoundError(f"{self.root} holds no image files (.png, .jpg, .bmp, .tif, .webp)")
+                raise FileNotFoundError(
+                    f"{self.root} holds no image files (.png, .jpg, .bmp, .tif, .webp)"
+                )
             test_count = int(round(test_fraction * len(paths)))
             val_count = int(round(val_fraction * len(paths)))
             rest, test = _seeded_split(paths, test_count, split_seed)
@@ -146,7 +162,9 @@ class ImageFolder:
 
     def _read_split_file(self, split: str, split_files: dict[str, str]) -> list[Path]:
         if split not in split_files:
-            raise KeyError(f"data.source.split_files needs a '{split}' entry (a text file of image paths)")
+            raise KeyError(
+                f"data.source.split_files needs a '{split}' entry (a text file of image paths)"
+            )
         listing = _require(Path(split_files[split]), "a text file with one image path per line")
         lines = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
         return [self.root / line for line in lines]
@@ -158,7 +176,9 @@ class ImageFolder:
 class Cifar10:
     """CIFAR-10 python batches: `cifar-10-batches-py/data_batch_1..5` and `test_batch`."""
 
-    layout = "ROOT/cifar-10-batches-py/{data_batch_1..data_batch_5, test_batch} (the python version)"
+    layout = (
+        "ROOT/cifar-10-batches-py/{data_batch_1..data_batch_5, test_batch} (the python version)"
+    )
 
     def __init__(self, root: str, val_size: int = 5000, split_seed: int = 0):
         folder = _require(Path(root), self.layout)
@@ -183,7 +203,10 @@ class Cifar10:
 
     def split(self, name: str) -> ArrayImages:
         pixels = self._arrays[name]
-        return ArrayImages([to_float_rgb(image) for image in pixels], [f"cifar10/{name}/{i}" for i in range(len(pixels))])
+        return ArrayImages(
+            [to_float_rgb(image) for image in pixels],
+            [f"cifar10/{name}/{i}" for i in range(len(pixels))],
+        )
 
 
 class CelebA:
@@ -192,7 +215,9 @@ class CelebA:
     Faces are centre-cropped to 178x178 (the usual crop) before resizing to the image size.
     """
 
-    layout = "ROOT/img_align_celeba/*.jpg and ROOT/list_eval_partition.txt ('000001.jpg 0' per line)"
+    layout = (
+        "ROOT/img_align_celeba/*.jpg and ROOT/list_eval_partition.txt ('000001.jpg 0' per line)"
+    )
 
     def __init__(self, root: str, center_crop: int = 178):
         root_path = _require(Path(root), self.layout)
@@ -229,4 +254,3 @@ class ParisStreetView:
 
     def split(self, name: str) -> FileImages:
         return FileImages(self._paths[name], f"Paris StreetView {name} split")
-

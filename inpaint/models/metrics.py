@@ -1,10 +1,20 @@
-"""Image metrics per image, averaged over a data set, for an output and the damaged input."""
+"""Metric groups: images (PSNR, SSIM, hole PSNR, L1), masks (BCE, IoU, F1, ...) and edges.
+
+Each group updates per batch, computes one dict per epoch and is reduced across ranks by
+torchmetrics.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-from torchmetrics import MeanMetric
+from torchmetrics import MeanAbsoluteError, MeanMetric
+from torchmetrics.classification import (
+    BinaryF1Score,
+    BinaryJaccardIndex,
+    BinaryPrecision,
+    BinaryRecall,
+)
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 
@@ -16,11 +26,19 @@ def hole_psnr(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
     return -10.0 * torch.log10(mse.clamp_min(1e-10))
 
 
-class ImageMetrics(nn.Module):
-    """PSNR and SSIM over the whole image (mean of per-image values) and PSNR in the hole.
+class MetricGroup(nn.Module):
+    """A dict of torchmetrics objects computed and reset together."""
 
-    Images without any hole are left out of the hole PSNR.
-    """
+    def compute(self) -> dict[str, torch.Tensor]:
+        return {name: metric.compute() for name, metric in self.named_children()}
+
+    def reset(self) -> None:
+        for metric in self.children():
+            metric.reset()
+
+
+class PixelFidelity(MetricGroup):
+    """PSNR (mean of per-image values) and SSIM of any map in [0, 1] against its target."""
 
     def __init__(self):
         super().__init__()
@@ -28,23 +46,61 @@ class ImageMetrics(nn.Module):
             data_range=1.0, reduction="elementwise_mean", dim=(1, 2, 3)
         )
         self.ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
-        self.psnr_hole = MeanMetric()
 
-    def update(self, prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> None:
-        prediction, target, mask = prediction.float(), target.float(), mask.float()
+    def update(self, prediction: torch.Tensor, target: torch.Tensor) -> None:
+        prediction, target = prediction.float().clamp(0, 1), target.float()
         self.psnr.update(prediction, target)
         self.ssim.update(prediction, target)
+
+
+class ImageMetrics(PixelFidelity):
+    """Whole-image PSNR/SSIM/L1, and PSNR inside the hole (images without a hole left out)."""
+
+    def __init__(self):
+        super().__init__()
+        self.psnr_hole = MeanMetric()
+        self.l1 = MeanAbsoluteError()
+
+    def update(self, prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> None:
+        super().update(prediction, target)
+        prediction, target, mask = prediction.float(), target.float(), mask.float()
+        self.l1.update(prediction, target)
         has_hole = mask.flatten(1).sum(1) > 0
         if has_hole.any():
             self.psnr_hole.update(hole_psnr(prediction[has_hole], target[has_hole], mask[has_hole]))
 
-    def compute(self, suffix: str = "") -> dict[str, torch.Tensor]:
-        return {
-            f"psnr{suffix}": self.psnr.compute(),
-            f"ssim{suffix}": self.ssim.compute(),
-            f"psnr_hole{suffix}": self.psnr_hole.compute(),
-        }
 
-    def reset(self) -> None:
-        for metric in (self.psnr, self.ssim, self.psnr_hole):
-            metric.reset()
+class MaskMetrics(PixelFidelity):
+    """Predicted mask (probabilities) against the true mask: BCE, IoU and F1 at 0.5, MAE."""
+
+    def __init__(self):
+        super().__init__()
+        self.bce = MeanMetric()
+        self.iou = BinaryJaccardIndex(threshold=0.5)
+        self.f1 = BinaryF1Score(threshold=0.5)
+        self.mae = MeanAbsoluteError()
+
+    def update(self, probability: torch.Tensor, mask: torch.Tensor) -> None:
+        probability, mask = probability.float(), mask.float()
+        super().update(probability, mask)
+        self.bce.update(nn.functional.binary_cross_entropy(probability, mask))
+        binary = (mask >= 0.5).long()
+        self.iou.update(probability, binary)
+        self.f1.update(probability, binary)
+        self.mae.update(probability, mask)
+
+
+class EdgeMetrics(PixelFidelity):
+    """Edge maps: PSNR/SSIM of the whole map, precision and recall at 0.5 inside the hole."""
+
+    def __init__(self):
+        super().__init__()
+        self.edge_precision = BinaryPrecision(threshold=0.5)
+        self.edge_recall = BinaryRecall(threshold=0.5)
+
+    def update(self, edges: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> None:
+        super().update(edges, target)
+        hole = mask >= 0.5
+        if hole.any():
+            self.edge_precision.update(edges.float()[hole], (target[hole] >= 0.5).long())
+            self.edge_recall.update(edges.float()[hole], (target[hole] >= 0.5).long())

@@ -1,0 +1,98 @@
+"""Manual-optimisation GAN training shared by the edge and inpainting modules.
+
+Per batch: the generator runs forward once; the discriminator takes its step on the detached
+output; then the generator's loss is computed against the updated discriminator and the
+generator steps. Nothing is stepped before a backward pass that goes through it (the
+in-place error of EdgeConnect on current PyTorch cannot happen).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from inpaint.models.base import InpaintingModule
+from inpaint.models.losses import ADVERSARIAL
+
+
+class GANModule(InpaintingModule):
+    """Subclasses implement `generate`, `discriminator_loss` and `generator_loss`.
+
+    `adversarial_start_epoch` > 0 trains the generator on its reconstruction terms alone
+    (and leaves the discriminator untouched) for that many epochs. `gradient_clip_val`
+    clips each network's gradient norm before its step.
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        g_optimizer: Callable,
+        d_optimizer: Callable,
+        metric_groups: dict[str, type],
+        adversarial: str = "nsgan",
+        adversarial_weight: float = 1.0,
+        adversarial_start_epoch: int = 0,
+        gradient_clip_val: float | None = None,
+    ):
+        super().__init__(metric_groups)
+        if adversarial not in ADVERSARIAL:
+            raise ValueError(f"model.adversarial must be one of {ADVERSARIAL}, got {adversarial!r}")
+        self.automatic_optimization = False
+        self.generator, self.discriminator = generator, discriminator
+        self.g_optimizer, self.d_optimizer = g_optimizer, d_optimizer
+        self.adversarial, self.adversarial_weight = adversarial, adversarial_weight
+        self.adversarial_start_epoch = adversarial_start_epoch
+        self.gradient_clip_val = gradient_clip_val
+
+    def generate(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def discriminator_loss(self, batch, fake: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def generator_loss(self, batch, fake, adversarial: bool) -> dict[str, torch.Tensor]:
+        """Returns named terms; their sum (key 'loss') is what the generator minimises."""
+        raise NotImplementedError
+
+    @property
+    def adversarial_active(self) -> bool:
+        return self.adversarial_weight > 0 and self.current_epoch >= self.adversarial_start_epoch
+
+    def _step(self, optimizer, loss_fn: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """Compute a loss with only `optimizer`'s parameters requiring grad, and step them."""
+        self.toggle_optimizer(optimizer)
+        loss = loss_fn()
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        if self.gradient_clip_val:
+            self.clip_gradients(optimizer, self.gradient_clip_val, gradient_clip_algorithm="norm")
+        optimizer.step()
+        self.untoggle_optimizer(optimizer)
+        return loss
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        g_opt, d_opt = self.optimizers()
+        fake = self.generate(batch)
+        adversarial = self.adversarial_active
+        if adversarial:
+            detached = {name: value.detach() for name, value in fake.items()}
+            d_loss = self._step(d_opt, lambda: self.discriminator_loss(batch, detached))
+            self.log("train/d_loss", d_loss, prog_bar=True)
+        terms: dict[str, torch.Tensor] = {}
+
+        def generator_total() -> torch.Tensor:
+            terms.update(self.generator_loss(batch, fake, adversarial))
+            return terms["loss"]
+
+        self._step(g_opt, generator_total)
+        self.log_dict({f"train/g_{name}": value for name, value in terms.items() if name != "loss"})
+        self.log("train/g_loss", terms["loss"], prog_bar=True)
+
+    def configure_optimizers(self):
+        return [
+            self.g_optimizer(params=self.generator.parameters()),
+            self.d_optimizer(params=self.discriminator.parameters()),
+        ]

@@ -1,0 +1,75 @@
+"""Losses, all computed in float32 whatever the autocast precision."""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+ADVERSARIAL = ("nsgan", "lsgan", "hinge")
+
+
+def _fp32(*tensors: torch.Tensor) -> list[torch.Tensor]:
+    return [t.float() for t in tensors]
+
+
+def discriminator_loss(kind: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Loss of a discriminator that outputs logits (nsgan, lsgan) or scores (hinge)."""
+    real, fake = _fp32(real, fake)
+    if kind == "nsgan":
+        return (
+            F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
+            + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
+        ) / 2
+    if kind == "lsgan":
+        return (
+            F.mse_loss(real, torch.ones_like(real)) + F.mse_loss(fake, torch.zeros_like(fake))
+        ) / 2
+    if kind == "hinge":
+        return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
+    raise ValueError(f"adversarial loss must be one of {ADVERSARIAL}, got {kind!r}")
+
+
+def generator_adversarial_loss(kind: str, fake: torch.Tensor) -> torch.Tensor:
+    """The generator's side: make the discriminator call its output real."""
+    (fake,) = _fp32(fake)
+    if kind == "nsgan":
+        return F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake))
+    if kind == "lsgan":
+        return F.mse_loss(fake, torch.ones_like(fake))
+    if kind == "hinge":
+        return -fake.mean()
+    raise ValueError(f"adversarial loss must be one of {ADVERSARIAL}, got {kind!r}")
+
+
+def feature_matching_loss(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
+    """L1 between the discriminator's feature maps of real and generated inputs (EdgeConnect)."""
+    return sum(F.l1_loss(f.float(), r.detach().float()) for r, f in zip(real, fake, strict=True))
+
+
+def class_balanced_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """BCE on logits with positives and negatives weighted by each other's frequency (VCNet).
+
+    Holes are usually a small part of the image; without balancing the network learns to
+    predict "intact" everywhere.
+    """
+    logits, target = _fp32(logits, target)
+    positive = target.mean().clamp(1e-3, 1 - 1e-3)
+    weight = torch.where(target >= 0.5, 1 - positive, positive) * 2
+    return F.binary_cross_entropy_with_logits(logits, target, weight=weight)
+
+
+def is_binary(mask: torch.Tensor) -> torch.Tensor:
+    """Per sample: does the mask hold only 0 and 1?"""
+    return ((mask == 0) | (mask == 1)).flatten(1).all(1)
+
+
+def mask_loss(logits: torch.Tensor, target: torch.Tensor, l1_weight: float = 1.0) -> torch.Tensor:
+    """Class-balanced BCE for binary masks, L1 on probabilities for continuous (grey) masks."""
+    logits, target = _fp32(logits, target)
+    binary = is_binary(target)
+    loss = logits.new_zeros(())
+    if binary.any():
+        loss = loss + class_balanced_bce(logits[binary], target[binary])
+    if (~binary).any():
+        loss = loss + l1_weight * F.l1_loss(torch.sigmoid(logits[~binary]), target[~binary])
+    return loss
