@@ -73,3 +73,20 @@ def mask_loss(logits: torch.Tensor, target: torch.Tensor, l1_weight: float = 1.0
     if (~binary).any():
         loss = loss + l1_weight * F.l1_loss(torch.sigmoid(logits[~binary]), target[~binary])
     return loss
+
+
+def gram(features: torch.Tensor) -> torch.Tensor:
+    batch, channels, height, width = features.shape
+    flat = features.flatten(2)
+    return flat @ flat.transpose(1, 2) / (channels * height * width)
+
+
+def perceptual_and_style(
+    real: list[torch.Tensor], fake: list[torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """EdgeConnect's perceptual (L1 of VGG features) and style (L1 of Gram matrices) losses."""
+    perceptual = sum(F.l1_loss(f.float(), r.float()) for r, f in zip(real, fake, strict=True))
+    style = sum(
+        F.l1_loss(gram(f.float()), gram(r.float())) for r, f in zip(real, fake, strict=True)
+    )
+    return perceptual, style

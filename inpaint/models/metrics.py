@@ -15,7 +15,10 @@ from torchmetrics.classification import (
     BinaryPrecision,
     BinaryRecall,
 )
-from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+from torchmetrics.functional.image import peak_signal_noise_ratio
+from torchmetrics.image import StructuralSimilarityIndexMeasure
+
+MAX_PSNR = 100.0  # dB; the value of a per-pixel MSE of 1e-10
 
 
 def hole_psnr(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -23,7 +26,7 @@ def hole_psnr(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
     weight = mask.expand_as(target)
     squared = (prediction - target).pow(2) * weight
     mse = squared.flatten(1).sum(1) / weight.flatten(1).sum(1).clamp_min(1e-8)
-    return -10.0 * torch.log10(mse.clamp_min(1e-10))
+    return -10.0 * torch.log10(mse.clamp_min(10 ** (-MAX_PSNR / 10)))
 
 
 class MetricGroup(nn.Module):
@@ -38,18 +41,20 @@ class MetricGroup(nn.Module):
 
 
 class PixelFidelity(MetricGroup):
-    """PSNR (mean of per-image values) and SSIM of any map in [0, 1] against its target."""
+    """PSNR (mean of per-image values, each capped at MAX_PSNR so that an exact match does
+    not make the mean infinite) and SSIM of any map in [0, 1] against its target."""
 
     def __init__(self):
         super().__init__()
-        self.psnr = PeakSignalNoiseRatio(
-            data_range=1.0, reduction="elementwise_mean", dim=(1, 2, 3)
-        )
+        self.psnr = MeanMetric()
         self.ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
 
     def update(self, prediction: torch.Tensor, target: torch.Tensor) -> None:
         prediction, target = prediction.float().clamp(0, 1), target.float()
-        self.psnr.update(prediction, target)
+        per_image = peak_signal_noise_ratio(
+            prediction, target, data_range=1.0, reduction="none", dim=(1, 2, 3)
+        )
+        self.psnr.update(per_image.clamp_max(MAX_PSNR))
         self.ssim.update(prediction, target)
 
 
