@@ -50,21 +50,23 @@ def drawn(mask_configs) -> dict[tuple[str, int], tuple[np.ndarray, list]]:
         for size in SIZES:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                masks = [generator(np.random.default_rng(seed), size, size) for seed in range(DRAWS[size])]
+                masks = [
+                    generator(np.random.default_rng(seed), size, size)
+                    for seed in range(DRAWS[size])
+                ]
             result[name, size] = (masks, list(caught))
     return result
 
 
-def is_binary_config(cfg: DictConfig) -> bool:
+def soft_share(cfg: DictConfig) -> float:
+    """The expected share of masks drawn by a greyscale generator (0 for binary generators)."""
     if cfg._target_ == GREYSCALE_TARGET:
-        return False
+        return 1.0
     if cfg._target_ == MIXED_TARGET:
-        return all(
-            is_binary_config(cfg.components[name])
-            for name, weight in cfg.weights.items()
-            if weight > 0
-        )
-    return True
+        weights = {name: w for name, w in cfg.weights.items() if w > 0}
+        total = sum(weights.values())
+        return sum(w * soft_share(cfg.components[name]) for name, w in weights.items()) / total
+    return 0.0
 
 
 def unbounded(cfg: DictConfig) -> DictConfig:
@@ -133,13 +135,25 @@ def test_masks_on_a_non_square_image(mask_configs, name):
 @pytest.mark.parametrize("name", MASK_NAMES)
 def test_binary_or_greyscale_values(mask_configs, drawn, name, size):
     masks, _ = drawn[name, size]
-    values = np.concatenate([mask.ravel() for mask in masks])
-    if is_binary_config(mask_configs[name]):
+    expected = soft_share(mask_configs[name])
+    soft = np.array([((mask > 0) & (mask < 1)).any() for mask in masks])
+    if expected == 0:
+        values = np.concatenate([mask.ravel() for mask in masks])
         assert set(np.unique(values).tolist()) <= {0.0, 1.0}
-    else:
-        soft = np.mean([((mask > 0) & (mask < 1)).any() for mask in masks])
-        assert soft > 0.9, "greyscale masks should hold values strictly between 0 and 1"
+    elif expected == 1:
+        assert soft.mean() > 0.9, "greyscale masks should hold values strictly between 0 and 1"
+        values = np.concatenate([mask.ravel() for mask in masks])
         assert ((values > 0) & (values < 1)).mean() > 0.2
+    else:
+        # A mixture with greyscale components: soft masks about as often as weighted.
+        assert 0.4 * expected < soft.mean() < min(1.0, 1.6 * expected), (soft.mean(), expected)
+        for mask in np.array(masks)[~soft]:
+            assert set(np.unique(mask).tolist()) <= {0.0, 1.0}
+
+
+def test_greyscale_configs_are_recognised(mask_configs):
+    assert soft_share(mask_configs["greyscale"]) == 1.0
+    assert soft_share(mask_configs["square"]) == 0.0
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -252,7 +266,9 @@ def test_stroke_sizes_scale_with_the_image(mask_configs, name):
 
 def test_line_thickness_scales_with_reference():
     """Lines at 4x the reference size are about 4x thicker, so cover about the same share."""
-    generator = LineMask(count=(1, 1), length=(0.5, 0.5), thickness=(2, 2), min_ratio=0, max_ratio=1)
+    generator = LineMask(
+        count=(1, 1), length=(0.5, 0.5), thickness=(2, 2), min_ratio=0, max_ratio=1
+    )
     small = np.mean([generator(np.random.default_rng(s), 32, 32).mean() for s in range(100)])
     large = np.mean([generator(np.random.default_rng(s), 128, 128).mean() for s in range(100)])
     assert 0.65 < large / small < 1.5, (small, large)

@@ -56,6 +56,11 @@ def tag_of(image: np.ndarray) -> int:
     return int(round(float(image[0, 0, 2]) * 255))
 
 
+def images_of(split) -> list[np.ndarray]:
+    """Every image of a split, by index."""
+    return [split[i] for i in range(len(split))]
+
+
 def quiet_split(source, name):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -171,10 +176,6 @@ def test_list_images_is_sorted_recursive_and_filters_suffixes(tmp_path):
     assert all(path.suffix.lower() == ".png" for path in listed)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: is_readable_image (PIL) rejects float TIFFs that read_image (cv2) decodes",
-)
 def test_folder_keeps_float_tiff_that_read_image_decodes(tmp_path):
     path = tmp_path / "float.tif"
     assert cv2.imwrite(str(path), np.full((8, 8, 3), 0.25, np.float32))
@@ -182,12 +183,21 @@ def test_folder_keeps_float_tiff_that_read_image_decodes(tmp_path):
     assert is_readable_image(path)
 
 
+def test_file_images_index_past_the_end_raises(tmp_path):
+    make_folder(tmp_path, 3, nested=False)
+    train = ImageFolder(str(tmp_path), val_fraction=0.0, test_fraction=0.0).split("train")
+    with pytest.raises(IndexError):
+        train[len(train)]
+
+
 # --- ImageFolder ------------------------------------------------------------------------
 
 
 def test_image_folder_seeded_split_sizes_and_disjointness(tmp_path):
     paths = make_folder(tmp_path / "images", 20)
-    source = ImageFolder(str(tmp_path / "images"), val_fraction=0.2, test_fraction=0.1, split_seed=3)
+    source = ImageFolder(
+        str(tmp_path / "images"), val_fraction=0.2, test_fraction=0.1, split_seed=3
+    )
     splits = {name: quiet_split(source, name) for name in SPLITS}
     assert [len(splits[name]) for name in SPLITS] == [14, 4, 2]
     names = {name: set(splits[name].names) for name in SPLITS}
@@ -196,8 +206,8 @@ def test_image_folder_seeded_split_sizes_and_disjointness(tmp_path):
     assert not names["val"] & names["test"]
     assert names["train"] | names["val"] | names["test"] == {str(p) for p in paths}
     for name in SPLITS:
-        assert all(tag_of(image) in range(20) for image in splits[name])
-        assert sorted(tag_of(image) for image in splits[name]) == sorted(
+        assert all(tag_of(image) in range(20) for image in images_of(splits[name]))
+        assert sorted(tag_of(image) for image in images_of(splits[name])) == sorted(
             int(Path(n).stem[3:]) for n in splits[name].names
         )
 
@@ -218,7 +228,7 @@ def test_image_folder_images_match_their_files(tmp_path):
     make_folder(tmp_path, 5)
     train = quiet_split(ImageFolder(str(tmp_path), val_fraction=0.0, test_fraction=0.0), "train")
     assert len(train) == 5
-    for path, image in zip(train.names, train, strict=True):
+    for path, image in zip(train.names, images_of(train), strict=True):
         np.testing.assert_array_equal(image, read_image(path))
         assert image.shape == (12, 16, 3) and image.dtype == np.float32
 
@@ -238,7 +248,7 @@ def test_image_folder_split_files(tmp_path):
     for name, lines in lists.items():
         split = quiet_split(source, name)
         assert split.names == [str(tmp_path / "data" / line) for line in lines]
-        assert [tag_of(image) for image in split] == [int(line[3:6]) for line in lines]
+        assert [tag_of(image) for image in images_of(split)] == [int(line[3:6]) for line in lines]
 
 
 def test_image_folder_split_files_need_every_split(tmp_path):
@@ -287,7 +297,7 @@ def test_image_folder_skips_a_corrupt_file_with_one_warning(tmp_path):
     assert str(corrupt) not in train.names
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert sorted(tag_of(image) for image in train) == list(range(5))
+        assert sorted(tag_of(image) for image in images_of(train)) == list(range(5))
 
 
 def test_image_folder_all_corrupt_raises(tmp_path):
@@ -425,7 +435,9 @@ def celeba_root(tmp_path) -> Path:
         bgr = np.full((218, 178, 3), 255, np.uint8)  # white bands above and below the crop
         bgr[20:198] = (20 * i, 0, 0)  # tagged blue, black elsewhere
         name = f"{i + 1:06d}.jpg"
-        assert cv2.imwrite(str(_mkdir(root / "img_align_celeba") / name), bgr, [cv2.IMWRITE_JPEG_QUALITY, 100])
+        assert cv2.imwrite(
+            str(_mkdir(root / "img_align_celeba") / name), bgr, [cv2.IMWRITE_JPEG_QUALITY, 100]
+        )
         lines.append(f"{name} {part}")
     (root / "list_eval_partition.txt").write_text("\n".join(lines) + "\n")
     return root
@@ -447,13 +459,16 @@ def test_celeba_split_by_partition(celeba_root):
 
 def test_celeba_center_crop(celeba_root):
     source = CelebA(str(celeba_root))
-    for image in quiet_split(source, "train"):
+    for image in images_of(quiet_split(source, "train")):
         assert image.shape == (178, 178, 3) and image.dtype == np.float32
         # The white bands (rows 0-19 and 198-217) are cropped away.
         assert image[:, :, :2].max() < 0.25, "the crop should hold only the dark middle"
-    uncropped = CelebA(str(celeba_root), center_crop=1000).split("train")[0]
+    uncropped = CelebA(str(celeba_root), center_crop=None).split("train")[0]
     assert uncropped.shape == (218, 178, 3)
-    assert uncropped[:5, :, :2].min() > 0.75
+    assert uncropped[:5, :, :2].min() > 0.75 and uncropped[-5:, :, :2].min() > 0.75
+    small = CelebA(str(celeba_root), center_crop=100).split("train")[0]
+    assert small.shape == (100, 100, 3)
+    np.testing.assert_array_equal(small, uncropped[59:159, 39:139])
 
 
 def test_celeba_malformed_partition_line_names_file_and_line(celeba_root):
@@ -495,10 +510,10 @@ def test_paris_street_view_splits(paris_root):
     source = ParisStreetView(str(paris_root), val_size=3, split_seed=0)
     train, val, test = (quiet_split(source, name) for name in SPLITS)
     assert (len(train), len(val), len(test)) == (5, 3, 3)
-    train_tags = {tag_of(image) for image in train}
-    val_tags = {tag_of(image) for image in val}
+    train_tags = {tag_of(image) for image in images_of(train)}
+    val_tags = {tag_of(image) for image in images_of(val)}
     assert not train_tags & val_tags and train_tags | val_tags == set(range(8))
-    assert sorted(tag_of(image) for image in test) == [100, 101, 102]
+    assert sorted(tag_of(image) for image in images_of(test)) == [100, 101, 102]
 
 
 def test_paris_street_view_val_is_at_most_half_the_training_photos(paris_root):
@@ -529,3 +544,13 @@ def test_sample_photos_reject_overlap():
     photos = {"train": ["coffee.png"], "val": ["astronaut.png"], "test": ["coffee.png"]}
     with pytest.raises(ValueError, match="coffee.png"):
         SamplePhotos(photos)
+
+
+def test_small_folder_gets_one_image_per_split_and_too_small_is_a_clear_error(tmp_path):
+    make_folder(tmp_path / "five", 5)
+    folder = ImageFolder(str(tmp_path / "five"))
+    sizes = {name: len(quiet_split(folder, name)) for name in ("train", "val", "test")}
+    assert sizes == {"train": 3, "val": 1, "test": 1}
+    make_folder(tmp_path / "two", 2)
+    with pytest.raises(ValueError, match="2 images cannot be split"):
+        ImageFolder(str(tmp_path / "two"))

@@ -53,12 +53,15 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def is_readable_image(path: str | Path) -> bool:
-    """Cheap check that a file starts like an image (header only), for scanning large folders."""
+    """Cheap check that a file is an image, for scanning large folders: PIL reads only the
+    header; files PIL cannot open (float TIFF, say) are decoded by OpenCV instead."""
     try:
         with Image.open(path) as opened:
             return opened.size[0] > 0 and opened.size[1] > 0
     except (OSError, ValueError, Image.DecompressionBombError):
-        return False
+        pass
+    data = np.fromfile(str(path), dtype=np.uint8)
+    return data.size > 0 and cv2.imdecode(data, cv2.IMREAD_UNCHANGED) is not None
 
 
 def list_images(root: str | Path) -> list[Path]:

@@ -74,8 +74,11 @@ class FileImages(Sequence):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> np.ndarray:
-        for offset in range(len(self.paths)):
-            path = self.paths[(index + offset) % len(self.paths)]
+        count = len(self.paths)
+        if not -count <= index < count:
+            raise IndexError(f"image index {index} out of range for {count} images")
+        for offset in range(count):
+            path = self.paths[(index + offset) % count]
             try:
                 image = read_image(path)
             except UnreadableImageError as error:
@@ -97,6 +100,11 @@ def _require(path: Path, layout: str) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist; expected layout: {layout}")
     return path
+
+
+def _holdout_size(fraction: float, count: int) -> int:
+    """At least one image for any positive fraction, so small folders get every split."""
+    return max(1, round(fraction * count)) if fraction > 0 else 0
 
 
 def _seeded_split(items: list, holdout: int, seed: int) -> tuple[list, list]:
@@ -154,8 +162,14 @@ class ImageFolder:
                 raise FileNotFoundError(
                     f"{self.root} holds no image files (.png, .jpg, .bmp, .tif, .webp)"
                 )
-            test_count = int(round(test_fraction * len(paths)))
-            val_count = int(round(val_fraction * len(paths)))
+            test_count = _holdout_size(test_fraction, len(paths))
+            val_count = _holdout_size(val_fraction, len(paths))
+            if test_count + val_count >= len(paths):
+                raise ValueError(
+                    f"{self.root}: {len(paths)} images cannot be split with "
+                    f"val_fraction={val_fraction}, test_fraction={test_fraction}; "
+                    "add images or give split_files"
+                )
             rest, test = _seeded_split(paths, test_count, split_seed)
             train, val = _seeded_split(rest, val_count, split_seed + 1)
             self._paths = {"train": train, "val": val, "test": test}

@@ -1,0 +1,345 @@
+"""InpaintDataModule end to end: sources, crops, masks and damage, as batches of tensors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from inpaint.data.datamodule import InpaintDataModule
+from inpaint.data.masks import GreyscaleMask, LineMask, SquareMask
+from inpaint.data.sources import SAMPLE_PHOTOS, ImageFolder, SamplePhotos
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS = ("image", "mask", "damaged")
+STEP = 4  # grey levels per pixel in the coordinate images below
+
+
+@pytest.fixture(scope="module")
+def photos() -> SamplePhotos:
+    return SamplePhotos()
+
+
+def coordinate_image(tag: int, size: int = 64) -> np.ndarray:
+    """RGB with red = STEP * x, green = STEP * y, blue = 20 * tag (8-bit levels)."""
+    x = np.arange(size, dtype=np.uint8) * STEP
+    rgb = np.zeros((size, size, 3), np.uint8)
+    rgb[..., 0] = x[None, :]
+    rgb[..., 1] = x[:, None]
+    rgb[..., 2] = 20 * tag
+    return rgb
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("folder")
+    for tag in range(10):
+        bgr = cv2.cvtColor(coordinate_image(tag), cv2.COLOR_RGB2BGR)
+        assert cv2.imwrite(str(root / f"photo{tag}.png"), bgr)
+    return root
+
+
+def folder_module(folder: Path, mask=None, **kwargs) -> InpaintDataModule:
+    source = ImageFolder(str(folder), val_fraction=0.2, test_fraction=0.2, split_seed=0)
+    kwargs.setdefault("image_size", 32)
+    kwargs.setdefault("batch_size", 4)
+    module = InpaintDataModule(source, mask or SquareMask(), **kwargs)
+    module.setup()
+    return module
+
+
+def photo_module(photos, mask=None, seed: int = 0, **kwargs) -> InpaintDataModule:
+    kwargs.setdefault("image_size", 32)
+    kwargs.setdefault("batch_size", 4)
+    kwargs.setdefault("train_length", 8)
+    kwargs.setdefault("eval_length", 6)
+    module = InpaintDataModule(photos, mask or LineMask(), seed=seed, **kwargs)
+    module.setup()
+    return module
+
+
+def hwc(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.numpy().transpose(1, 2, 0)
+
+
+def locate_crop(image: np.ndarray) -> tuple[int, int, int, bool]:
+    """Where a crop of a coordinate image came from: (tag, top, left, flipped), checked exactly."""
+    levels = np.rint(image * 255).astype(int)
+    np.testing.assert_allclose(image * 255, levels, atol=1e-3)
+    tag = levels[0, 0, 2] // 20
+    assert np.all(levels[..., 2] == 20 * tag), "a crop comes from one image"
+    top = levels[0, 0, 1] // STEP
+    flipped = levels[0, 0, 0] > levels[0, -1, 0]
+    left = (levels[0, -1, 0] if flipped else levels[0, 0, 0]) // STEP
+    size = image.shape[0]
+    expected = coordinate_image(tag)[top : top + size, left : left + size].astype(int)
+    if flipped:
+        expected = expected[:, ::-1]
+    np.testing.assert_array_equal(levels, expected)
+    return tag, top, left, flipped
+
+
+def check_batch(batch: dict, batch_size: int, size: int) -> None:
+    assert set(KEYS) <= set(batch)
+    assert batch["image"].shape == (batch_size, 3, size, size)
+    assert batch["mask"].shape == (batch_size, 1, size, size)
+    assert batch["damaged"].shape == (batch_size, 3, size, size)
+    for key in KEYS:
+        assert batch[key].dtype == torch.float32
+        assert batch[key].min() >= 0.0 and batch[key].max() <= 1.0
+    image, mask, damaged = batch["image"], batch["mask"], batch["damaged"]
+    intact = (mask == 0).expand_as(image)
+    assert torch.equal(damaged[intact], image[intact]), "intact pixels must stay untouched"
+    assert (mask > 0).any() and (mask == 0).any(), "masks should hold both holes and intact pixels"
+    hole = (mask == 1).expand_as(image)
+    assert not torch.equal(damaged[hole], image[hole]), "holes should be filled"
+
+
+def test_samples_batches(photos):
+    module = photo_module(photos)
+    for loader in (module.train_dataloader(), module.val_dataloader(), module.test_dataloader()):
+        batch = next(iter(loader))
+        check_batch(batch, 4, 32)
+    assert len(module.dataset("train")) == 8
+    assert len(module.dataset("val")) == len(module.dataset("test")) == 6
+    val_indices = torch.cat([batch["index"] for batch in module.val_dataloader()])
+    assert val_indices.tolist() == list(range(6)), "evaluation is not shuffled"
+
+
+def test_folder_batches(folder):
+    module = folder_module(folder)
+    assert [len(module.dataset(s)) for s in ("train", "val", "test")] == [6, 2, 2]
+    check_batch(next(iter(module.train_dataloader())), 4, 32)
+    check_batch(next(iter(module.val_dataloader())), 2, 32)
+
+
+@pytest.mark.parametrize("fill", ["zeros", "ones"])
+def test_damage_relation_with_known_fill(folder, fill):
+    module = folder_module(folder, mask=GreyscaleMask(fill=fill))
+    value = 1.0 if fill == "ones" else 0.0
+    for split in ("train", "val"):
+        sample = module.dataset(split)[0]
+        image, mask, damaged = sample["image"], sample["mask"], sample["damaged"]
+        assert ((mask > 0) & (mask < 1)).any(), "a greyscale mask blends"
+        expected = (1 - mask) * image + mask * value
+        torch.testing.assert_close(damaged, expected, atol=1e-6, rtol=0)
+
+
+def test_colour_fill_is_one_colour_per_sample(folder):
+    module = folder_module(folder, mask=SquareMask(fill="colour"))
+    colours = []
+    for index in range(2):
+        sample = module.dataset("val")[index]
+        image, mask, damaged = sample["image"], sample["mask"], sample["damaged"]
+        intact = (mask == 0).expand_as(image)
+        assert torch.equal(damaged[intact], image[intact])
+        hole = damaged[:, mask[0] == 1]
+        assert hole.shape[1] > 0
+        assert torch.equal(hole, hole[:, :1].expand_as(hole)), "one colour fills the hole"
+        colours.append(hole[:, 0])
+    assert not torch.equal(colours[0], colours[1])
+
+
+def test_noise_fill_relation(folder):
+    module = folder_module(folder, mask=SquareMask(fill="noise"))
+    sample = module.dataset("val")[1]
+    image, mask, damaged = sample["image"], sample["mask"], sample["damaged"]
+    intact = (mask == 0).expand_as(image)
+    assert torch.equal(damaged[intact], image[intact])
+    noise = damaged[(mask == 1).expand_as(image)]
+    assert noise.numel() > 100
+    assert 0.35 < noise.mean() < 0.65 and noise.std() > 0.1
+
+
+def test_image_fill_draws_another_crop(folder):
+    module = folder_module(folder, mask=SquareMask(fill="image", side=(0.5, 0.5)))
+    sample = module.dataset("val")[0]
+    mask = sample["mask"][0].numpy()
+    damaged = hwc(sample["damaged"])
+    rows, cols = np.nonzero(mask == 1)
+    patch = damaged[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    levels = np.rint(patch * 255).astype(int)
+    assert np.all(levels[..., 2] == levels[0, 0, 2]) and levels[0, 0, 2] % 20 == 0
+    assert np.all(np.diff(levels[..., 0], axis=1) == STEP), "the fill is an unflipped crop"
+    assert np.all(np.diff(levels[..., 1], axis=0) == STEP)
+
+
+def test_evaluation_crops_come_from_the_split_images(folder):
+    module = folder_module(folder)
+    for split in ("val", "test"):
+        dataset = module.dataset(split)
+        tags = [int(Path(n).stem[-1]) for n in dataset.images.names]
+        assert len(set(tags)) == len(tags) == 2
+        for index in range(len(dataset)):
+            tag, _, _, flipped = locate_crop(hwc(dataset[index]["image"]))
+            assert tag == tags[index % len(tags)], "sample i is a crop of image i"
+            assert not flipped, "evaluation crops are not flipped"
+
+
+def test_training_epoch_visits_every_image(folder):
+    dataset = folder_module(folder).dataset("train")
+    tags = [int(Path(n).stem[-1]) for n in dataset.images.names]
+    seen = [locate_crop(hwc(dataset[index]["image"]))[0] for index in range(len(dataset))]
+    assert seen == tags
+
+
+def test_training_crops_are_random_and_sometimes_flipped(folder):
+    module = folder_module(folder)
+    dataset = module.dataset("train")
+    torch.manual_seed(0)
+    places = [locate_crop(hwc(dataset[index % len(dataset)]["image"])) for index in range(40)]
+    assert len({place[1:3] for place in places}) > 20, "crop positions should vary"
+    flips = sum(place[3] for place in places)
+    assert 5 < flips < 35, "horizontal flips should happen about half the time"
+
+
+def test_evaluation_is_reproducible_across_modules(photos):
+    first, second = photo_module(photos, seed=0), photo_module(photos, seed=0)
+    other = photo_module(photos, seed=1)
+    for split in ("val", "test"):
+        for index in range(len(first.dataset(split))):
+            a, b = first.dataset(split)[index], second.dataset(split)[index]
+            for key in KEYS:
+                assert torch.equal(a[key], b[key]), (split, index, key)
+            c = other.dataset(split)[index]
+            assert not torch.equal(a["mask"], c["mask"])
+            assert not torch.equal(a["damaged"], c["damaged"])
+
+
+def test_evaluation_sample_is_stable_when_read_again(photos):
+    module = photo_module(photos)
+    dataset = module.dataset("val")
+    a, b = dataset[2], dataset[2]
+    _ = dataset[3]
+    c = dataset[2]
+    for key in KEYS:
+        assert torch.equal(a[key], b[key]) and torch.equal(a[key], c[key])
+
+
+def test_val_and_test_differ(photos):
+    module = photo_module(photos)
+    for index in range(6):
+        val, test = module.dataset("val")[index], module.dataset("test")[index]
+        assert not torch.equal(val["mask"], test["mask"])
+        assert not torch.equal(val["damaged"], test["damaged"])
+
+
+def test_evaluation_samples_differ_by_index(photos):
+    module = photo_module(photos)
+    masks = [module.dataset("val")[index]["mask"] for index in range(6)]
+    assert len({mask.numpy().tobytes() for mask in masks}) == 6
+
+
+def test_training_samples_vary_between_draws(photos):
+    module = photo_module(photos)
+    dataset = module.dataset("train")
+    a, b = dataset[0], dataset[0]
+    assert not torch.equal(a["mask"], b["mask"])
+    assert not torch.equal(a["image"], b["image"])
+    first = next(iter(module.train_dataloader()))
+    second = next(iter(module.train_dataloader()))
+    assert not torch.equal(first["damaged"], second["damaged"])
+
+
+def test_training_draws_follow_torch_seed(photos):
+    dataset = photo_module(photos).dataset("train")
+    torch.manual_seed(123)
+    a = dataset[1]
+    torch.manual_seed(123)
+    b = dataset[1]
+    for key in KEYS:
+        assert torch.equal(a[key], b[key])
+
+
+@pytest.mark.parametrize("size", [32, 48])
+def test_image_size_override_through_hydra(size):
+    overrides = [
+        "data=samples",
+        "mask=square",
+        f"data.image_size={size}",
+        "data.train_length=4",
+        "data.eval_length=4",
+        "data.batch_size=2",
+    ]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    module = instantiate(cfg.data, mask=instantiate(cfg.mask))
+    assert isinstance(module, InpaintDataModule)
+    assert module.image_size == size and module.seed == cfg.seed
+    module.setup("fit")
+    for loader in (module.train_dataloader(), module.val_dataloader()):
+        check_batch(next(iter(loader)), 2, size)
+
+
+@pytest.mark.parametrize("size", [32, 48])
+def test_image_size_on_a_folder(folder, size):
+    module = folder_module(folder, image_size=size, batch_size=2)
+    batch = next(iter(module.val_dataloader()))
+    check_batch(batch, 2, size)
+    for image in batch["image"]:
+        locate_crop(hwc(image))
+
+
+def test_resize_upscales_small_images(tmp_path):
+    """With resize=True a 16 px image is scaled to the image size, not padded."""
+    for tag in range(5):
+        rgb = np.zeros((16, 16, 3), np.uint8)
+        rgb[:, 8:] = 255  # dark left half, bright right half
+        rgb[..., 2] = 40 * tag
+        assert cv2.imwrite(str(tmp_path / f"small{tag}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    source = ImageFolder(str(tmp_path), val_fraction=0.2, test_fraction=0.2)
+    module = InpaintDataModule(source, SquareMask(), image_size=48, batch_size=1, resize=True)
+    module.setup()
+    for split in ("train", "val", "test"):
+        sample = module.dataset(split)[0]
+        assert sample["image"].shape == (3, 48, 48)
+        assert sample["mask"].shape == (1, 48, 48)
+    image = hwc(module.dataset("val")[0]["image"])
+    assert image[:, :20, 0].max() < 0.05, "left side should be the dark half, scaled"
+    assert image[:, 28:, 0].min() > 0.95, "right side should be the bright half, scaled"
+
+
+def test_resize_keeps_aspect_ratio_and_requested_size(tmp_path):
+    for tag in range(5):
+        rgb = np.full((12, 20, 3), 30 * tag, np.uint8)
+        assert cv2.imwrite(str(tmp_path / f"wide{tag}.png"), rgb)
+    source = ImageFolder(str(tmp_path), val_fraction=0.2, test_fraction=0.2)
+    module = InpaintDataModule(source, LineMask(), image_size=40, batch_size=2, resize=True)
+    module.setup()
+    check_batch(next(iter(module.train_dataloader())), 2, 40)
+
+
+def test_without_resize_small_images_are_padded_to_size(tmp_path):
+    for tag in range(5):
+        assert cv2.imwrite(str(tmp_path / f"tiny{tag}.png"), np.full((10, 14, 3), 200, np.uint8))
+    source = ImageFolder(str(tmp_path), val_fraction=0.2, test_fraction=0.2)
+    module = InpaintDataModule(source, LineMask(), image_size=24, batch_size=1, resize=False)
+    module.setup()
+    image = module.dataset("val")[0]["image"]
+    assert image.shape == (3, 24, 24)
+    torch.testing.assert_close(image, torch.full_like(image, 200 / 255))
+
+
+def test_tiny_image_size_is_rejected(photos):
+    with pytest.raises(ValueError, match="at least 8"):
+        InpaintDataModule(photos, LineMask(), image_size=4)
+
+
+def test_sample_photos_train_and_test_are_disjoint(photos):
+    train, test = photos.split("train"), photos.split("test")
+    assert train.names == SAMPLE_PHOTOS["train"] and test.names == SAMPLE_PHOTOS["test"]
+    assert not set(train.names) & set(test.names)
+    assert not set(train.names) & set(photos.split("val").names)
+    for a in train.images:
+        for b in test.images:
+            assert a.shape != b.shape or not np.array_equal(a, b)
+    for split in ("train", "val", "test"):
+        for image in photos.split(split).images:
+            assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.float32
+            assert min(image.shape[:2]) >= 64, "photos must be large enough for the default crop"
+            assert 0.0 <= image.min() and image.max() <= 1.0 and image.std() > 0.05

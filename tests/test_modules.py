@@ -1,0 +1,151 @@
+"""The LightningModules: GAN step order, precision, and one real step per experiment."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from inpaint.config import compose_config
+from inpaint.models.gan import GANModule
+
+# Each experiment's networks at toy widths, so a step takes well under a second.
+TINY_MODELS = {
+    "mpn": ["model.net.base=8", "model.net.levels=2"],
+    "epn": [
+        "model.generator.base=8",
+        "model.generator.residual_blocks=1",
+        "model.discriminator.base=8",
+    ],
+    "ipn": ["model.generator.cnum=8", "model.discriminator.cnum=8"],
+}
+
+
+def build(experiment: str, overrides: list[str] | None = None):
+    cfg = compose_config(
+        "train",
+        [
+            f"experiment={experiment}",
+            "debug=fast",
+            "data.image_size=32",
+            *TINY_MODELS[experiment],
+            *(overrides or []),
+        ],
+    )
+    datamodule = instantiate(cfg.data, mask=instantiate(cfg.mask))
+    return instantiate(cfg.model), datamodule
+
+
+def trainer(**kwargs) -> L.Trainer:
+    options = dict(
+        accelerator="cpu",
+        max_epochs=1,
+        limit_train_batches=1,
+        limit_val_batches=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    return L.Trainer(**{**options, **kwargs})
+
+
+def snapshot(module: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def changed(before: list[torch.Tensor], module: torch.nn.Module) -> bool:
+    return any(not torch.equal(b, p) for b, p in zip(before, module.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("experiment", ["epn", "ipn"])
+def test_discriminator_steps_first_and_each_step_touches_only_its_network(experiment):
+    model, datamodule = build(experiment)
+    events = []
+
+    def watch(optimizer, name, own, other):
+        step = optimizer.step
+
+        def recorded_step(*args, **kwargs):
+            own_before, other_before = snapshot(own), snapshot(other)
+            result = step(*args, **kwargs)
+            events.append((name, changed(own_before, own), changed(other_before, other)))
+            return result
+
+        optimizer.step = recorded_step
+
+    configure = model.configure_optimizers
+
+    def configure_and_watch():
+        g_opt, d_opt = configure()
+        watch(g_opt, "generator", model.generator, model.discriminator)
+        watch(d_opt, "discriminator", model.discriminator, model.generator)
+        return [g_opt, d_opt]
+
+    model.configure_optimizers = configure_and_watch
+    trainer(limit_train_batches=2, num_sanity_val_steps=0, limit_val_batches=0).fit(
+        model, datamodule
+    )
+    assert [name for name, _, _ in events] == ["discriminator", "generator"] * 2
+    assert all(own and not other for _, own, other in events)
+
+
+def test_warm_up_trains_the_generator_alone():
+    model, datamodule = build("ipn", ["model.adversarial_start_epoch=1"])
+    discriminator = snapshot(model.discriminator)
+    generator = snapshot(model.generator)
+    trainer(num_sanity_val_steps=0, limit_val_batches=0).fit(model, datamodule)
+    assert changed(generator, model.generator)
+    assert not changed(discriminator, model.discriminator)
+
+
+@pytest.mark.parametrize("experiment", sorted(TINY_MODELS))
+def test_one_step_under_bf16_mixed_on_cpu(experiment):
+    model, datamodule = build(experiment)
+    before = snapshot(model)
+    fit = trainer(precision="bf16-mixed", num_sanity_val_steps=0)
+    fit.fit(model, datamodule)
+    assert changed(before, model)
+    metrics = fit.callback_metrics
+    assert all(
+        torch.isfinite(v)
+        for k, v in metrics.items()
+        if k.startswith(("train/", "val/")) and "psnr" not in k
+    )
+
+
+def test_edge_and_inpainting_modules_use_their_paper_optimisers():
+    epn, _ = build("epn")
+    g_opt, d_opt = epn.configure_optimizers()
+    assert g_opt.defaults["betas"] == (0.0, 0.9) and g_opt.defaults["lr"] == pytest.approx(1e-4)
+    assert d_opt.defaults["lr"] == pytest.approx(0.1 * g_opt.defaults["lr"])
+    ipn, _ = build("ipn")
+    g_opt, d_opt = ipn.configure_optimizers()
+    assert g_opt.defaults["betas"] == (0.5, 0.999) and g_opt.defaults["lr"] == pytest.approx(1e-4)
+    assert isinstance(epn, GANModule) and isinstance(ipn, GANModule)
+
+
+def test_missing_vgg_weights_file_is_a_clear_error(tmp_path):
+    missing = tmp_path / "vgg19.pth"
+    with pytest.raises(Exception, match=f"VGG19 weights file not found: {missing}"):
+        build("ipn", [f"model.vgg_weights={missing}"])
+
+
+def test_perceptual_and_style_losses_train_with_a_local_vgg_file(tmp_path):
+    from inpaint.networks.vgg import VGG19_LAYERS
+
+    state, index, channels = {}, 0, 3
+    for spec in VGG19_LAYERS:  # random weights in torchvision's key layout
+        if spec == "M":
+            index += 1
+            continue
+        state[f"features.{index}.weight"] = torch.randn(spec, channels, 3, 3) * 0.05
+        state[f"features.{index}.bias"] = torch.zeros(spec)
+        channels, index = spec, index + 2
+    torch.save(state, tmp_path / "vgg19.pth")
+    model, datamodule = build("ipn", [f"model.vgg_weights={tmp_path / 'vgg19.pth'}"])
+    fit = trainer(num_sanity_val_steps=0, limit_val_batches=0)
+    fit.fit(model, datamodule)
+    assert "train/g_style" in fit.callback_metrics and "train/g_perceptual" in fit.callback_metrics
+    assert all(not p.requires_grad for p in model.vgg.parameters())
