@@ -1,24 +1,30 @@
-"""`python -m inpaint.bench`: throughput numbers, printed as a table and written to JSON.
+"""`python -m inpaint.bench`: throughput numbers, printed as tables and written to JSON.
 
-Mask synthesis is timed on one core (OpenCV and torch limited to one thread), since each
-data-loader worker draws masks on one core.
+Sections: mask synthesis (one core, as in one data-loader worker), Canny edges (OpenCV
+worker path vs kornia tensor path), and the networks (training images/s, inference ms per
+image and peak memory, fp32 and bf16-mixed, on the CPU unless a GPU is present). Each
+network measurement runs in a fresh process so its peak memory is its own.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
+import resource
 import time
 from pathlib import Path
 
 import cv2
+import lightning as L
 import numpy as np
 import torch
 from hydra.utils import instantiate
 
 from inpaint.config import compose_config, config_names
+from inpaint.data.edges import EdgeDetector
 
 
 def masks_per_second(generator, size: int, seconds: float) -> float:
@@ -42,6 +48,161 @@ def bench_masks(size: int, seconds: float) -> list[dict]:
     return rows
 
 
+def _per_call_seconds(run, seconds: float) -> float:
+    run()
+    count, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds or count < 3:
+        run()
+        count += 1
+    return elapsed / count
+
+
+def bench_edges(sizes: tuple[int, ...], seconds: float, batch: int = 8) -> list[dict]:
+    """Milliseconds per image of both Canny paths on crops of a real photo with a hole.
+
+    OpenCV runs one image at a time (as in a loader worker); kornia a batch (as on a device).
+    """
+    from inpaint.data.sources import SamplePhotos
+
+    photo = SamplePhotos().split("test")[0]
+    detector = EdgeDetector()
+    rows = []
+    for size in sizes:
+        gray = np.ascontiguousarray(cv2.cvtColor(photo[:size, :size], cv2.COLOR_RGB2GRAY))
+        mask = np.zeros_like(gray)
+        mask[size // 4 : size // 2, size // 4 : size // 2] = 1
+        gray_batch = torch.from_numpy(gray)[None, None].repeat(batch, 1, 1, 1)
+        mask_batch = torch.from_numpy(mask)[None, None].repeat(batch, 1, 1, 1)
+        opencv = _per_call_seconds(lambda g=gray, m=mask: detector.numpy(g, m), seconds)
+        kornia = _per_call_seconds(lambda g=gray_batch, m=mask_batch: detector(g, m), seconds)
+        rows.append({"method": "opencv", "size": size, "ms_per_image": 1e3 * opencv})
+        rows.append({"method": "kornia", "size": size, "ms_per_image": 1e3 * kornia / batch})
+    return rows
+
+
+class _FixedBatches(torch.utils.data.Dataset):
+    """The same synthetic sample again and again: times the network, not the data."""
+
+    def __init__(self, size: int, length: int):
+        generator = torch.Generator().manual_seed(0)
+        image = torch.rand(3, size, size, generator=generator)
+        mask = torch.zeros(1, size, size)
+        mask[:, size // 4 : size // 2, size // 4 : 3 * size // 4] = 1
+        edge = (torch.rand(1, size, size, generator=generator) > 0.9).float()
+        self.sample = {
+            "image": image,
+            "mask": mask,
+            "damaged": image * (1 - mask) + 0.5 * mask,
+            "gray": image.mean(0, keepdim=True),
+            "edge": edge,
+            "damaged_edge": edge * (1 - mask),
+        }
+        self.length = length
+
+    def __len__(self):
+        return self.length
+
+    def __getitem__(self, index):
+        return self.sample
+
+
+class _BatchTimer(L.Callback):
+    def __init__(self, warmup: int):
+        self.warmup, self.durations = warmup, []
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if batch_idx >= self.warmup:
+            self.durations.append(time.perf_counter() - self.start)
+
+
+def _inference_inputs(name: str, sample: dict, device: torch.device) -> tuple:
+    keys = {
+        "mpn": ("damaged",),
+        "epn": ("damaged", "damaged_edge", "mask"),
+        "ipn": ("damaged", "mask", "edge"),
+    }
+    return tuple(sample[key][None].to(device) for key in keys[name])
+
+
+def _measure_network(name: str, size: int, batch: int, precision: str, steps: int, queue) -> None:
+    """Runs in a child process: training img/s, inference ms/image, peak memory."""
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+    model = instantiate(compose_config("train", [f"model={name}"]).model)
+    warmup = 1
+    data = torch.utils.data.DataLoader(
+        _FixedBatches(size, batch * (warmup + steps)), batch_size=batch
+    )
+    timer = _BatchTimer(warmup)
+    trainer = L.Trainer(
+        accelerator=accelerator,
+        devices=1,
+        precision=precision,
+        max_epochs=1,
+        logger=False,
+        callbacks=[timer],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
+    trainer.fit(model, data)
+    device = torch.device("cuda" if accelerator == "gpu" else "cpu")
+    inputs = _inference_inputs(name, data.dataset.sample, device)
+    model = model.to(device).eval()
+    autocast = torch.autocast(
+        device.type, dtype=torch.bfloat16, enabled=precision.startswith("bf16")
+    )
+    with torch.inference_mode(), autocast:
+        model(*inputs)
+        start, runs = time.perf_counter(), 3
+        for _ in range(runs):
+            model(*inputs)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        inference_ms = 1e3 * (time.perf_counter() - start) / runs
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    queue.put(
+        {
+            "network": name,
+            "size": size,
+            "batch": batch,
+            "precision": precision,
+            "train_img_per_s": batch * len(timer.durations) / sum(timer.durations),
+            "infer_ms_per_img": inference_ms,
+            "peak_mem_mib": (
+                torch.cuda.max_memory_allocated() / 2**20
+                if device.type == "cuda"
+                else (peak_kib - baseline) / 1024
+            ),
+        }
+    )
+
+
+def bench_networks(
+    networks: list[str], settings: list[tuple[int, int, int]], precisions: list[str]
+) -> list[dict]:
+    context = multiprocessing.get_context("spawn")
+    rows = []
+    for name in networks:
+        for size, batch, steps in settings:
+            for precision in precisions:
+                queue = context.Queue()
+                child = context.Process(
+                    target=_measure_network, args=(name, size, batch, precision, steps, queue)
+                )
+                child.start()
+                rows.append(queue.get())
+                child.join()
+                print_table("", rows[-1:]) if len(rows) == 1 else print(
+                    "  ".join(_fmt(v) for v in rows[-1].values())
+                )
+    return rows
+
+
 def print_table(title: str, rows: list[dict]) -> None:
     columns = list(rows[0])
     width = {c: max(len(c), *(len(_fmt(r[c])) for r in rows)) for c in columns}
@@ -55,25 +216,56 @@ def _fmt(value) -> str:
     return f"{value:,.1f}" if isinstance(value, float) else str(value)
 
 
+SECTIONS = ("masks", "edges", "networks")
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
     parser.add_argument("--size", type=int, default=256, help="mask side in pixels")
     parser.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
+    parser.add_argument("--networks", nargs="+", default=["mpn", "epn", "ipn"])
+    parser.add_argument("--precisions", nargs="+", default=["32", "bf16-mixed"])
+    parser.add_argument(
+        "--network-sizes",
+        nargs="+",
+        type=int,
+        default=[64, 256],
+        help="image sides; batch 8 at 64 px and below, 4 above",
+    )
+    parser.add_argument("--steps", type=int, default=4, help="timed training steps per setting")
     parser.add_argument("--output", type=Path, default=Path("logs/bench/bench.json"))
     args = parser.parse_args(argv)
 
-    cv2.setNumThreads(1)
-    torch.set_num_threads(1)
-    results = {
+    results: dict = {
         "machine": {
             "platform": platform.platform(),
             "processor": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__,
-        },
-        "masks": bench_masks(args.size, args.seconds),
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        }
     }
-    print_table(f"Mask synthesis at {args.size}x{args.size}, one core (masks/s)", results["masks"])
+    if "masks" in args.sections:
+        threads = torch.get_num_threads()
+        cv2.setNumThreads(1)
+        torch.set_num_threads(1)
+        results["masks"] = bench_masks(args.size, args.seconds)
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(-1)
+        print_table(
+            f"Mask synthesis at {args.size}x{args.size}, one core (masks/s)", results["masks"]
+        )
+    if "edges" in args.sections:
+        results["edges"] = bench_edges((64, 256), args.seconds)
+        print_table(
+            "Canny edges, ms per image (OpenCV in a worker vs kornia on the CPU)", results["edges"]
+        )
+    if "networks" in args.sections:
+        print("\nNetworks (training img/s, inference ms/img, peak memory above the idle process):")
+        settings = [(size, 8 if size <= 64 else 4, args.steps) for size in args.network_sizes]
+        results["networks"] = bench_networks(args.networks, settings, args.precisions)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwritten to {args.output}")
