@@ -12,13 +12,19 @@ from inpaint.config import compose_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# A U-Net two levels deep and a few 16 px crops: the whole pipeline, in seconds.
-TINY = [
-    "debug=fast",
-    "data.image_size=16",
-    "model.net.widths=[8,16]",
-    "model.net.bottleneck=32",
-]
+
+
+# Each blind-inpainting experiment's networks at toy widths: a step takes well under a second.
+TINY_MODELS = {
+    "unet": ["model.net.widths=[8,16]", "model.net.bottleneck=32"],
+    "mpn": ["model.net.base=8", "model.net.levels=2"],
+    "epn": [
+        "model.generator.base=8",
+        "model.generator.residual_blocks=1",
+        "model.discriminator.base=8",
+    ],
+    "ipn": ["model.generator.cnum=8", "model.discriminator.cnum=8"],
+}
 
 
 @pytest.fixture(autouse=True)
@@ -27,9 +33,15 @@ def _offline_wandb(monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
 
 
-def tiny_config(output_dir: Path, overrides: list[str] | None = None) -> DictConfig:
-    """The train config with the tiny overrides and the run directory set to `output_dir`."""
-    cfg = compose_config("train", TINY + (overrides or []))
+def tiny_config(
+    output_dir: Path, overrides: list[str] | None = None, model: str = "unet"
+) -> DictConfig:
+    """The train config for a few 32 px batches of toy networks, run into `output_dir`.
+
+    `model` names the model config the overrides select, so its toy widths are applied.
+    """
+    tiny = ["debug=fast", "data.image_size=32", *TINY_MODELS[model]]
+    cfg = compose_config("train", tiny + (overrides or []))
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)
     return cfg

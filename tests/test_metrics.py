@@ -52,12 +52,12 @@ def test_mask_metrics_iou_f1_and_references():
     metrics = MaskMetrics()
     metrics.update(prediction, target)
     values = metrics.compute()
-    assert values["iou"].item() == pytest.approx(64 / 144)
-    assert values["f1"].item() == pytest.approx(2 * 64 / (2 * 64 + 16 + 64))
-    assert values["mae"].item() == pytest.approx((64 * 0.1 + 64 * 1 + 16 * 0.8) / 256)
+    assert values["mask_iou"].item() == pytest.approx(64 / 144)
+    assert values["mask_f1"].item() == pytest.approx(2 * 64 / (2 * 64 + 16 + 64))
+    assert values["mask_mae"].item() == pytest.approx((64 * 0.1 + 64 * 1 + 16 * 0.8) / 256)
     full = MaskMetrics()
     full.update(torch.ones_like(target), target)
-    assert full.compute()["iou"].item() == pytest.approx(0.5)
+    assert full.compute()["mask_iou"].item() == pytest.approx(0.5)
 
 
 def test_edge_metrics_count_only_hole_pixels():

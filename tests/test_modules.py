@@ -9,17 +9,7 @@ from hydra.utils import instantiate
 
 from inpaint.config import compose_config
 from inpaint.models.gan import GANModule
-
-# Each experiment's networks at toy widths, so a step takes well under a second.
-TINY_MODELS = {
-    "mpn": ["model.net.base=8", "model.net.levels=2"],
-    "epn": [
-        "model.generator.base=8",
-        "model.generator.residual_blocks=1",
-        "model.discriminator.base=8",
-    ],
-    "ipn": ["model.generator.cnum=8", "model.discriminator.cnum=8"],
-}
+from tests.conftest import TINY_MODELS
 
 
 def build(experiment: str, overrides: list[str] | None = None):

@@ -107,3 +107,21 @@ def test_unknown_loss_is_a_clear_error():
     cfg = compose_config("train", ["model.loss=huber"])
     with pytest.raises(InstantiationException, match="model.loss must be one of"):
         instantiate(cfg.model)
+
+
+@pytest.mark.parametrize(
+    "experiment, keys",
+    [
+        ("mpn", ["test/mask_iou", "test/mask_iou_empty", "test/mask_iou_full", "test/mask_psnr"]),
+        (
+            "epn",
+            ["test/edge_recall", "test/edge_precision", "test/edge_psnr", "test/edge_psnr_input"],
+        ),
+        ("ipn", ["test/psnr", "test/ssim", "test/psnr_hole", "test/psnr_hole_input", "test/l1"]),
+    ],
+)
+def test_each_table1_experiment_runs_end_to_end(experiment, keys, tmp_path):
+    metrics = train(tiny_config(tmp_path, [f"experiment={experiment}"], model=experiment))
+    assert set(keys) <= set(metrics)
+    assert all(value == value for value in metrics.values())  # no NaN
+    assert (tmp_path / "samples" / "test.png").is_file()

@@ -10,12 +10,14 @@ STAGES = ("val", "test")
 
 
 class InpaintingModule(LightningModule):
-    """Subclasses fill `self.metrics[stage][group]` and implement `evaluate(batch)`.
+    """Subclasses update `self.metrics[stage][group]` in `evaluate(stage, batch)`.
 
-    A metric group has `update(...)`, `compute() -> dict` and `reset()`. Group "output"
-    is logged as `stage/name`; any other group as `stage/name_group`, so reference numbers
-    (the damaged input, trivial masks) sit beside the model's.
-    `evaluate` returns the preview columns (name -> image batch) for the picture grids.
+    `metric_groups` maps a group name to its metric class. A group is logged as
+    `stage/metric` when its name is one of `model_groups` (what the model measures), else
+    as `stage/metric_<reference>` where the group is named `<model group>_<reference>`,
+    so reference numbers (the damaged input, trivial masks) sit beside the model's:
+    `mask_empty` logs `val/iou_empty`. `evaluate` returns the preview columns
+    (name -> image batch) for the picture grids.
     """
 
     def __init__(self, metric_groups: dict[str, type]):
@@ -26,6 +28,10 @@ class InpaintingModule(LightningModule):
                 for stage in STAGES
             }
         )
+        self.suffixes = {
+            group: "" if group in self.model_groups else "_" + group.split("_", 1)[1]
+            for group in metric_groups
+        }
         self.preview: dict[str, torch.Tensor] | None = None
 
     def evaluate(self, stage: str, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -42,12 +48,13 @@ class InpaintingModule(LightningModule):
     def test_step(self, batch, batch_idx):
         self._evaluation_step("test", batch, batch_idx)
 
+    model_groups = ("image", "mask", "edge")
     # Metrics shown in the progress bar; every metric goes to the loggers.
     progress_metrics = ("val/psnr",)
 
     def _log_metrics(self, stage: str) -> None:
         for group, metrics in self.metrics[stage].items():
-            suffix = "" if group == "output" else f"_{group}"
+            suffix = self.suffixes[group]
             for name, value in metrics.compute().items():
                 key = f"{stage}/{name}{suffix}"
                 self.log(key, value, prog_bar=key in self.progress_metrics)

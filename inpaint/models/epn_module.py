@@ -33,10 +33,10 @@ class EPNModule(GANModule):
     matching. Trained alone, it gets the true mask; batches need `edge`, `damaged_edge`, `gray`.
     """
 
-    progress_metrics = ("val/edge_recall",)
+    progress_metrics = ("val/edge_recall", "val/edge_psnr")
 
     def __init__(self, feature_matching_weight: float = 10.0, **gan):
-        super().__init__(metric_groups={"output": EdgeMetrics, "input": EdgeMetrics}, **gan)
+        super().__init__(metric_groups={"edge": EdgeMetrics, "edge_input": EdgeMetrics}, **gan)
         self.save_hyperparameters(
             logger=False, ignore=["generator", "discriminator", "g_optimizer", "d_optimizer"]
         )
@@ -72,8 +72,10 @@ class EPNModule(GANModule):
 
     def evaluate(self, stage, batch):
         edges = self(batch["damaged"], batch["damaged_edge"], batch["mask"])
-        self.metrics[stage]["output"].update(edges, batch["edge"], batch["mask"])
-        self.metrics[stage]["input"].update(batch["damaged_edge"], batch["edge"], batch["mask"])
+        self.metrics[stage]["edge"].update(edges, batch["edge"], batch["mask"])
+        self.metrics[stage]["edge_input"].update(
+            batch["damaged_edge"], batch["edge"], batch["mask"]
+        )
         return {
             "damaged": batch["damaged"],
             "mask": batch["mask"],

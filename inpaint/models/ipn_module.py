@@ -37,7 +37,7 @@ class IPNModule(GANModule):
         **gan,
     ):
         gan.setdefault("adversarial", "hinge")
-        super().__init__(metric_groups={"output": ImageMetrics, "input": ImageMetrics}, **gan)
+        super().__init__(metric_groups={"image": ImageMetrics, "image_input": ImageMetrics}, **gan)
         self.save_hyperparameters(
             logger=False, ignore=["generator", "discriminator", "g_optimizer", "d_optimizer"]
         )
@@ -93,8 +93,8 @@ class IPNModule(GANModule):
 
     def evaluate(self, stage, batch):
         output = self(batch["damaged"], batch["mask"], batch["edge"])
-        self.metrics[stage]["output"].update(output, batch["image"], batch["mask"])
-        self.metrics[stage]["input"].update(batch["damaged"], batch["image"], batch["mask"])
+        self.metrics[stage]["image"].update(output, batch["image"], batch["mask"])
+        self.metrics[stage]["image_input"].update(batch["damaged"], batch["image"], batch["mask"])
         return {
             "damaged": batch["damaged"],
             "mask": batch["mask"],

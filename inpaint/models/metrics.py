@@ -30,10 +30,16 @@ def hole_psnr(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
 
 
 class MetricGroup(nn.Module):
-    """A dict of torchmetrics objects computed and reset together."""
+    """A dict of torchmetrics objects computed and reset together.
+
+    `prefix` names what is measured where the metric names alone would clash when several
+    groups are logged together (`mask_psnr`, `edge_psnr` beside the image's `psnr`).
+    """
+
+    prefix = ""
 
     def compute(self) -> dict[str, torch.Tensor]:
-        return {name: metric.compute() for name, metric in self.named_children()}
+        return {self.prefix + name: metric.compute() for name, metric in self.named_children()}
 
     def reset(self) -> None:
         for metric in self.children():
@@ -78,6 +84,8 @@ class ImageMetrics(PixelFidelity):
 class MaskMetrics(PixelFidelity):
     """Predicted mask (probabilities) against the true mask: BCE, IoU and F1 at 0.5, MAE."""
 
+    prefix = "mask_"
+
     def __init__(self):
         super().__init__()
         self.bce = MeanMetric()
@@ -98,14 +106,16 @@ class MaskMetrics(PixelFidelity):
 class EdgeMetrics(PixelFidelity):
     """Edge maps: PSNR/SSIM of the whole map, precision and recall at 0.5 inside the hole."""
 
+    prefix = "edge_"
+
     def __init__(self):
         super().__init__()
-        self.edge_precision = BinaryPrecision(threshold=0.5)
-        self.edge_recall = BinaryRecall(threshold=0.5)
+        self.precision = BinaryPrecision(threshold=0.5)
+        self.recall = BinaryRecall(threshold=0.5)
 
     def update(self, edges: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> None:
         super().update(edges, target)
         hole = mask >= 0.5
         if hole.any():
-            self.edge_precision.update(edges.float()[hole], (target[hole] >= 0.5).long())
-            self.edge_recall.update(edges.float()[hole], (target[hole] >= 0.5).long())
+            self.precision.update(edges.float()[hole], (target[hole] >= 0.5).long())
+            self.recall.update(edges.float()[hole], (target[hole] >= 0.5).long())

@@ -19,10 +19,10 @@ class MPNModule(InpaintingModule):
     (suffix `_empty`) and "all damaged" (suffix `_full`), so IoU and F1 have references.
     """
 
-    progress_metrics = ("val/iou",)
+    progress_metrics = ("val/mask_iou",)
 
     def __init__(self, net: nn.Module, optimizer: Callable, l1_weight: float = 1.0):
-        super().__init__({"output": MaskMetrics, "empty": MaskMetrics, "full": MaskMetrics})
+        super().__init__({"mask": MaskMetrics, "mask_empty": MaskMetrics, "mask_full": MaskMetrics})
         self.save_hyperparameters(logger=False, ignore=["net", "optimizer"])
         self.net, self.optimizer, self.l1_weight = net, optimizer, l1_weight
 
@@ -40,9 +40,9 @@ class MPNModule(InpaintingModule):
         self.log(f"{stage}/loss", mask_loss(logits, batch["mask"], self.l1_weight))
         predicted = torch.sigmoid(logits.float())
         mask = batch["mask"]
-        self.metrics[stage]["output"].update(predicted, mask)
-        self.metrics[stage]["empty"].update(torch.zeros_like(mask), mask)
-        self.metrics[stage]["full"].update(torch.ones_like(mask), mask)
+        self.metrics[stage]["mask"].update(predicted, mask)
+        self.metrics[stage]["mask_empty"].update(torch.zeros_like(mask), mask)
+        self.metrics[stage]["mask_full"].update(torch.ones_like(mask), mask)
         return {
             "damaged": batch["damaged"],
             "mask": mask,

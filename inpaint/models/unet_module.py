@@ -20,7 +20,7 @@ class UNetInpainter(InpaintingModule):
     """
 
     def __init__(self, net: nn.Module, optimizer: Callable, loss: str = "mse"):
-        super().__init__({"output": ImageMetrics, "input": ImageMetrics})
+        super().__init__({"image": ImageMetrics, "image_input": ImageMetrics})
         if loss not in LOSSES:
             raise ValueError(f"model.loss must be one of {sorted(LOSSES)}, got {loss!r}")
         self.save_hyperparameters(logger=False, ignore=["net", "optimizer"])
@@ -38,8 +38,8 @@ class UNetInpainter(InpaintingModule):
     def evaluate(self, stage, batch):
         output = self(batch["damaged"])
         self.log(f"{stage}/loss", self.loss_fn(output, batch["image"]))
-        self.metrics[stage]["output"].update(output, batch["image"], batch["mask"])
-        self.metrics[stage]["input"].update(batch["damaged"], batch["image"], batch["mask"])
+        self.metrics[stage]["image"].update(output, batch["image"], batch["mask"])
+        self.metrics[stage]["image_input"].update(batch["damaged"], batch["image"], batch["mask"])
         return {
             "damaged": batch["damaged"],
             "mask": batch["mask"],
