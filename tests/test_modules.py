@@ -90,7 +90,7 @@ def test_warm_up_trains_the_generator_alone():
     assert not changed(discriminator, model.discriminator)
 
 
-@pytest.mark.parametrize("experiment", sorted(TINY_MODELS))
+@pytest.mark.parametrize("experiment", ["mpn", "epn", "ipn"])
 def test_one_step_under_bf16_mixed_on_cpu(experiment):
     model, datamodule = build(experiment)
     before = snapshot(model)
