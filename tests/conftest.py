@@ -13,7 +13,6 @@ from inpaint.config import compose_config
 ROOT = Path(__file__).resolve().parent.parent
 
 
-
 # Each blind-inpainting experiment's networks at toy widths: a step takes well under a second.
 TINY_MODELS = {
     "unet": ["model.net.widths=[8,16]", "model.net.bottleneck=32"],
@@ -24,7 +23,17 @@ TINY_MODELS = {
         "model.discriminator.base=8",
     ],
     "ipn": ["model.generator.cnum=8", "model.discriminator.cnum=8"],
+    "blind": [
+        "model.mpn.base=8",
+        "model.mpn.levels=2",
+        "model.epn_generator.base=8",
+        "model.epn_generator.residual_blocks=1",
+        "model.epn_discriminator.base=8",
+        "model.ipn_generator.cnum=8",
+        "model.ipn_discriminator.cnum=8",
+    ],
 }
+TINY_MODELS["joint_epn_mpn"] = TINY_MODELS["blind"][:5]
 
 
 @pytest.fixture(autouse=True)

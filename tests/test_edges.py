@@ -31,9 +31,8 @@ def tensor(array: np.ndarray) -> torch.Tensor:
 
 
 def test_both_paths_find_nearly_the_same_edges(photo_gray, hole):
-    detector = EdgeDetector()
-    opencv = detector.numpy(photo_gray, hole)
-    kornia = detector(tensor(photo_gray), tensor(hole))[0, 0].numpy()
+    opencv = EdgeDetector(method="opencv").numpy(photo_gray, hole)
+    kornia = EdgeDetector(method="kornia")(tensor(photo_gray), tensor(hole))[0, 0].numpy()
     assert 0.02 < opencv.mean() < 0.3  # a photo has edges, but not everywhere
     iou = (opencv * kornia).sum() / np.maximum(opencv, kornia).sum()
     assert iou > 0.85
@@ -95,3 +94,10 @@ def test_batches_carry_edges_in_both_paths(method):
         .sum(1, keepdim=True),
         atol=1e-3,
     )
+
+
+def test_tensor_call_on_cpu_uses_opencv_image_by_image(photo_gray, hole):
+    detector = EdgeDetector(method="opencv")
+    batch = detector(tensor(photo_gray).repeat(2, 1, 1, 1), tensor(hole).repeat(2, 1, 1, 1))
+    assert batch.shape == (2, 1, 128, 128) and batch.dtype == torch.float32
+    assert np.array_equal(batch[1, 0].numpy(), detector.numpy(photo_gray, hole))

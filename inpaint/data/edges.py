@@ -48,7 +48,13 @@ class EdgeDetector:
 
     # -- tensor path -------------------------------------------------------------------
     def __call__(self, gray: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Edges (B, 1, H, W) in {0, 1} of grey images (B, 1, H, W), on their device, in fp32."""
+        """Edges (B, 1, H, W) in {0, 1} of grey images (B, 1, H, W), on their device, in fp32.
+
+        With method "opencv" and tensors on the CPU, OpenCV runs image by image (faster
+        there); otherwise kornia runs on the tensors' device.
+        """
+        if self.method == "opencv" and gray.device.type == "cpu":
+            return self._opencv_batch(gray, mask)
         with torch.autocast(device_type=gray.device.type, enabled=False):
             gray = gray.float()
             weight = torch.ones_like(gray) if mask is None else 1.0 - mask.float()
@@ -61,6 +67,12 @@ class EdgeDetector:
             if mask is not None:
                 edges = edges * (mask.float() < 0.5)
             return edges.float()
+
+    def _opencv_batch(self, gray: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        grays = gray.detach().float()[:, 0].numpy()
+        masks = [None] * len(grays) if mask is None else mask.detach().float()[:, 0].numpy()
+        edges = [self.numpy(g, m) for g, m in zip(grays, masks, strict=True)]
+        return torch.from_numpy(np.stack(edges)[:, None])
 
 
 def _kernel_size(sigma: float) -> int:

@@ -66,9 +66,11 @@ class InpaintGenerator(nn.Module):
     may be continuous) and the edge map, and returns (coarse, refined), both (B, 3, H, W) in
     [0, 1]. H and W must be multiples of 8 (two downsamplings, then attention at rate 2).
     No skip connections: the hole must be filled from context, not copied through.
+    `hole_threshold`: mask values above it keep a background patch out of the attention;
+    raise it above 0 for predicted (soft) masks, which are rarely exactly 0.
     """
 
-    def __init__(self, in_channels: int = 5, cnum: int = 48):
+    def __init__(self, in_channels: int = 5, cnum: int = 48, hole_threshold: float = 0.0):
         super().__init__()
         if cnum % 4:
             raise ValueError(f"InpaintGenerator needs cnum divisible by 4, got {cnum}")
@@ -103,7 +105,9 @@ class InpaintGenerator(nn.Module):
             gated(2 * c, 4 * c),
             gated(2 * c, 4 * c, activation=nn.ReLU()),
         )
-        self.attention = ContextualAttention(patch_size=3, rate=2, softmax_scale=10.0, fuse=True)
+        self.attention = ContextualAttention(
+            patch_size=3, rate=2, softmax_scale=10.0, fuse=True, hole_threshold=hole_threshold
+        )
         self.refine_attention_decoder = nn.Sequential(gated(2 * c, 4 * c), gated(2 * c, 4 * c))
         self.refine_decoder = decoder(4 * c, c)
         self._init_weights()

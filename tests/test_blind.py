@@ -1,0 +1,131 @@
+"""The composite MPN -> EPN -> IPN module: each mode trains, stages load from real runs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+
+from inpaint.run import train
+from tests.conftest import TINY_MODELS, tiny_config
+
+
+def blind_model(tmp_path, overrides: list[str]):
+    cfg = tiny_config(tmp_path, ["experiment=blind", *overrides], model="blind")
+    return instantiate(cfg.model), cfg
+
+
+def test_chain_outputs_and_composite_keeps_intact_pixels(tmp_path):
+    model, _ = blind_model(tmp_path, [])
+    damaged = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        result = model.run_chain(damaged)
+    assert (
+        result["mask"].shape == (2, 1, 32, 32)
+        and 0 <= result["mask"].min() <= result["mask"].max() <= 1
+    )
+    assert result["edges"].shape == (2, 1, 32, 32)
+    assert result["output"].shape == (2, 3, 32, 32)
+    mask = result["mask"]
+    expected = mask * result["refined"] + (1 - mask) * damaged
+    assert torch.allclose(result["output"], expected)
+    # Outside the predicted hole the edges are the Canny edges of the input.
+    outside = mask < 0.5
+    assert torch.equal(result["edges"][outside].round(), result["known_edges"][outside])
+
+
+@pytest.mark.parametrize("experiment", ["joint_epn_mpn", "blind"])
+def test_each_mode_trains_end_to_end_and_writes_its_metrics(experiment, tmp_path):
+    metrics = train(tiny_config(tmp_path, [f"experiment={experiment}"], model=experiment))
+    for key in (
+        "test/mask_iou",
+        "test/mask_iou_empty",
+        "test/mask_iou_full",
+        "test/edge_psnr",
+        "test/edge_recall",
+    ):
+        assert key in metrics
+    assert ("test/psnr_hole" in metrics) == (experiment == "blind")
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.fixture(scope="module")
+def stage_checkpoints(tmp_path_factory):
+    """Real checkpoints written by short Table 1 runs at the toy widths of the blind config."""
+    paths = {}
+    widths = {
+        "mpn": ["model.net.base=8", "model.net.levels=2"],
+        "epn": TINY_MODELS["epn"],
+        "ipn": TINY_MODELS["ipn"],
+    }
+    for stage, overrides in widths.items():
+        run = tmp_path_factory.mktemp(stage)
+        cfg = tiny_config(run, [f"experiment={stage}", *overrides], model=stage)
+        train(cfg)
+        paths[stage] = run / "checkpoints" / "last.ckpt"
+    return paths
+
+
+def stage_overrides(paths, freeze="[mpn,epn]"):
+    return ["model.mode=staged", f"model.freeze={freeze}"] + [
+        f"model.stage_checkpoints.{stage}={path}" for stage, path in paths.items()
+    ]
+
+
+def test_staged_loads_every_stage_from_its_run_and_trains_only_the_unfrozen(
+    tmp_path, stage_checkpoints
+):
+    model, _ = blind_model(tmp_path, stage_overrides(stage_checkpoints))
+    saved = torch.load(stage_checkpoints["epn"], weights_only=False)["state_dict"]
+    loaded = model.generator["epn"].state_dict()
+    assert all(
+        torch.equal(loaded[k.removeprefix("generator.")], v)
+        for k, v in saved.items()
+        if k.startswith("generator.")
+    )
+    frozen_before = [p.clone() for p in model.generator["mpn"].parameters()]
+    ipn_before = [p.clone() for p in model.generator["ipn"].parameters()]
+    cfg = tiny_config(
+        tmp_path / "run", ["experiment=blind", *stage_overrides(stage_checkpoints)], model="blind"
+    )
+    train(cfg)
+    after = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)[
+        "state_dict"
+    ]
+    mpn_after = [
+        after[f"generator.mpn.{name}"] for name, _ in model.generator["mpn"].named_parameters()
+    ]
+    ipn_after = [
+        after[f"generator.ipn.{name}"] for name, _ in model.generator["ipn"].named_parameters()
+    ]
+    assert all(torch.equal(a, b) for a, b in zip(frozen_before, mpn_after, strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(ipn_before, ipn_after, strict=True))
+
+
+def test_loading_the_wrong_network_or_width_is_a_clear_error(tmp_path, stage_checkpoints):
+    swapped = dict(stage_checkpoints, mpn=stage_checkpoints["epn"])
+    with pytest.raises(
+        InstantiationException, match="is a checkpoint of .*EPNModule, not of MPNModule"
+    ):
+        blind_model(tmp_path, stage_overrides(swapped))
+    with pytest.raises(
+        InstantiationException, match="the epn generator weights do not fit this network"
+    ):
+        blind_model(tmp_path, [*stage_overrides(stage_checkpoints), "model.epn_generator.base=16"])
+
+
+def test_staged_without_every_checkpoint_and_bad_freeze_are_clear_errors(
+    tmp_path, stage_checkpoints
+):
+    with pytest.raises(InstantiationException, match="give model.stage_checkpoints.ipn=PATH"):
+        blind_model(
+            tmp_path,
+            [
+                "model.mode=staged",
+                f"model.stage_checkpoints.mpn={stage_checkpoints['mpn']}",
+                f"model.stage_checkpoints.epn={stage_checkpoints['epn']}",
+            ],
+        )
+    with pytest.raises(InstantiationException, match="leaves nothing to train"):
+        blind_model(tmp_path, stage_overrides(stage_checkpoints, freeze="[mpn,epn,ipn]"))
