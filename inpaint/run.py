@@ -39,7 +39,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
     mask = instantiate(cfg.mask)
     datamodule = instantiate(cfg.data, mask=mask)
-    model = instantiate(cfg.model)
+    model = instantiate(cfg.model, _convert_="all")
     # The resolved model config travels in every checkpoint, so tools can rebuild the model.
     model.hparams["config"] = OmegaConf.to_container(cfg.model, resolve=True)
     callbacks = instantiate_group(cfg.get("callbacks"))

@@ -13,7 +13,7 @@ from tests.conftest import TINY_MODELS, tiny_config
 
 def blind_model(tmp_path, overrides: list[str]):
     cfg = tiny_config(tmp_path, ["experiment=blind", *overrides], model="blind")
-    return instantiate(cfg.model), cfg
+    return instantiate(cfg.model, _convert_="all"), cfg
 
 
 def test_chain_outputs_and_composite_keeps_intact_pixels(tmp_path):
