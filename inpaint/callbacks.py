@@ -1,13 +1,23 @@
-"""Callbacks that write what a person looks at: picture grids of validation and test batches."""
+"""Callbacks for what a person looks at: picture grids of validation and test batches, as
+PNG files and W&B image panels, a W&B table of per-image test metrics, and the W&B run id
+kept in checkpoints so that a resumed run continues the same W&B run."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import torch
 from lightning import Callback, LightningModule, Trainer
+from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
+from torchmetrics.functional.image import (
+    peak_signal_noise_ratio,
+    structural_similarity_index_measure,
+)
 
 from inpaint.data.images import write_image
+from inpaint.models.metrics import hole_psnr
 from inpaint.visual import image_grid
 
 
@@ -22,16 +32,94 @@ class SampleGrids(Callback):
         self.dirpath, self.rows = Path(dirpath), rows
 
     @rank_zero_only
-    def _write(self, module: LightningModule, name: str) -> None:
+    def _write(self, trainer: Trainer, module: LightningModule, stage: str, name: str) -> None:
         preview = getattr(module, "preview", None)
         if not preview:
             return
-        grid = image_grid(list(preview.values()), self.rows)
-        write_image(self.dirpath / name, grid.permute(1, 2, 0).numpy())
+        grid = image_grid(list(preview.values()), self.rows).permute(1, 2, 0).numpy()
+        write_image(self.dirpath / name, grid)
+        caption = " | ".join(preview)
+        for logger in wandb_loggers(trainer):
+            logger.log_image(
+                f"{stage}/samples", [grid], step=trainer.global_step, caption=[caption]
+            )
 
     def on_validation_epoch_end(self, trainer: Trainer, module: LightningModule) -> None:
         if not trainer.sanity_checking:
-            self._write(module, f"val_epoch{trainer.current_epoch:03d}.png")
+            self._write(trainer, module, "val", f"val_epoch{trainer.current_epoch:03d}.png")
 
     def on_test_epoch_end(self, trainer: Trainer, module: LightningModule) -> None:
-        self._write(module, "test.png")
+        self._write(trainer, module, "test", "test.png")
+
+
+def wandb_loggers(trainer: Trainer) -> list[WandbLogger]:
+    return [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+
+
+class WandbTestTable(Callback):
+    """Logs a `wandb.Table` of per-image test metrics with thumbnails (damaged, output).
+
+    Uses the columns each module's test step returns: `output` and `image` give PSNR,
+    SSIM and hole PSNR; `predicted_mask` and `mask` give the mask IoU.
+    """
+
+    def __init__(self, max_rows: int = 256):
+        self.max_rows = max_rows
+        self.rows: list[list] = []
+
+    def on_test_epoch_start(self, trainer, module):
+        self.rows = []
+
+    @rank_zero_only
+    def on_test_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0):
+        if not wandb_loggers(trainer) or not outputs or len(self.rows) >= self.max_rows:
+            return
+        import wandb
+
+        for i, index in enumerate(batch["index"].tolist()):
+            row = {"index": index, "damaged": wandb.Image(_hwc(outputs["damaged"][i]))}
+            if "output" in outputs and "image" in outputs:
+                output, image, mask = (
+                    outputs["output"][i : i + 1],
+                    outputs["image"][i : i + 1],
+                    batch["mask"][i : i + 1],
+                )
+                row["output"] = wandb.Image(_hwc(outputs["output"][i]))
+                row["psnr"] = peak_signal_noise_ratio(
+                    output.float(), image.float(), data_range=1.0
+                ).item()
+                row["ssim"] = structural_similarity_index_measure(
+                    output.float(), image.float(), data_range=1.0
+                ).item()
+                row["psnr_hole"] = hole_psnr(output.float(), image.float(), mask.float()).item()
+            if "predicted_mask" in outputs:
+                predicted, mask = outputs["predicted_mask"][i] >= 0.5, batch["mask"][i] >= 0.5
+                union = (predicted | mask).sum().item()
+                row["mask_iou"] = (predicted & mask).sum().item() / union if union else 1.0
+            row["hole_ratio"] = batch["mask"][i].float().mean().item()
+            self.rows.append(row)
+
+    @rank_zero_only
+    def on_test_epoch_end(self, trainer, module):
+        if not self.rows or not wandb_loggers(trainer):
+            return
+        import wandb
+
+        columns = list(self.rows[0])
+        table = wandb.Table(
+            columns=columns, data=[[row.get(c) for c in columns] for row in self.rows]
+        )
+        for logger in wandb_loggers(trainer):
+            logger.experiment.log({"test/per_image": table})
+
+
+def _hwc(image: torch.Tensor) -> np.ndarray:
+    return image.detach().float().clamp(0, 1).expand(3, -1, -1).permute(1, 2, 0).cpu().numpy()
+
+
+class WandbRunId(Callback):
+    """Stores the W&B run id in every checkpoint; `inpaint.run` reads it back on resume."""
+
+    def on_save_checkpoint(self, trainer, module, checkpoint):
+        for logger in wandb_loggers(trainer):
+            checkpoint["wandb_run_id"] = logger.version

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
@@ -16,15 +19,42 @@ from omegaconf import DictConfig, OmegaConf
 log = logging.getLogger(__name__)
 
 
-def instantiate_group(group: DictConfig | None) -> list:
-    """Instantiate every entry of a config group that holds a `_target_` (callbacks, loggers)."""
+def sweep_name() -> str | None:
+    """The multirun's folder name (its W&B group), or None for a single run."""
+    hydra_config = HydraConfig.get()
+    if hydra_config.mode != RunMode.MULTIRUN:
+        return None
+    return Path(hydra_config.sweep.dir).name
+
+
+OmegaConf.register_new_resolver("sweep_name", sweep_name, replace=True)
+
+
+def instantiate_group(group: DictConfig | None, wandb_run_id: str | None = None) -> list:
+    """Instantiate every entry of a config group that holds a `_target_` (callbacks, loggers).
+
+    A W&B logger given `wandb_run_id` continues that run instead of starting a new one.
+    """
     if not group:
         return []
-    return [
-        instantiate(entry)
-        for entry in group.values()
-        if isinstance(entry, DictConfig) and "_target_" in entry
-    ]
+    objects = []
+    for entry in group.values():
+        if not (isinstance(entry, DictConfig) and "_target_" in entry):
+            continue
+        resume = wandb_run_id and entry._target_.endswith("WandbLogger")
+        objects.append(
+            instantiate(entry, id=wandb_run_id, resume="allow") if resume else instantiate(entry)
+        )
+    return objects
+
+
+def resume_wandb_run(ckpt_path: str | None) -> str | None:
+    """The W&B run id stored in the checkpoint a run resumes from, if any."""
+    if not ckpt_path:
+        return None
+    if not Path(ckpt_path).is_file():
+        raise FileNotFoundError(f"ckpt_path={ckpt_path} does not exist")
+    return torch.load(ckpt_path, map_location="cpu", weights_only=False).get("wandb_run_id")
 
 
 @rank_zero_only
@@ -35,7 +65,11 @@ def write_metrics(path: Path, metrics: dict[str, float]) -> None:
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Build everything from the config, fit, test the best checkpoint, return test metrics."""
+    """Build everything from the config, fit, test the best checkpoint.
+
+    Writes the test metrics to `metrics.json`; returns every metric logged last (the last
+    validation's and the test's), for sweepers that optimise a validation metric.
+    """
     L.seed_everything(cfg.seed, workers=True)
     mask = instantiate(cfg.mask)
     datamodule = instantiate(cfg.data, mask=mask)
@@ -43,24 +77,26 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # The resolved model config travels in every checkpoint, so tools can rebuild the model.
     model.hparams["config"] = OmegaConf.to_container(cfg.model, resolve=True)
     callbacks = instantiate_group(cfg.get("callbacks"))
-    loggers: list[Logger] = instantiate_group(cfg.get("logger"))
+    loggers: list[Logger] = instantiate_group(
+        cfg.get("logger"), resume_wandb_run(cfg.get("ckpt_path"))
+    )
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
     if cfg.train:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    metrics: dict[str, float] = {}
     if cfg.test:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         ckpt_path = best or (None if cfg.train else cfg.get("ckpt_path"))
         if cfg.train and not best:
             log.warning("no best checkpoint was saved; testing the weights as they are")
         trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path)
-        metrics = {
+        test_metrics = {
             k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")
         }
-        write_metrics(Path(cfg.paths.output_dir) / "metrics.json", metrics)
+        write_metrics(Path(cfg.paths.output_dir) / "metrics.json", test_metrics)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     for logger in loggers:
         if isinstance(logger, WandbLogger):
             logger.experiment.finish()

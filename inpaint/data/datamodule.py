@@ -58,6 +58,17 @@ class InpaintDataModule(LightningDataModule):
             )
         return self.datasets[split]
 
+    @property
+    def per_process_batch_size(self) -> int:
+        """`batch_size` is global: under DDP each process loads its share of it."""
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if self.batch_size % world:
+            raise ValueError(
+                f"data.batch_size={self.batch_size} does not divide among {world} processes; "
+                f"use a multiple of {world}"
+            )
+        return self.batch_size // world
+
     def setup(self, stage: str | None = None) -> None:
         splits = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"]}.get(
             stage, ["train", "val", "test"]
@@ -69,9 +80,9 @@ class InpaintDataModule(LightningDataModule):
         train = split == "train"
         return DataLoader(
             self.dataset(split),
-            batch_size=self.batch_size,
+            batch_size=self.per_process_batch_size,
             shuffle=train,
-            drop_last=train and len(self.dataset(split)) >= self.batch_size,
+            drop_last=train and len(self.dataset(split)) >= self.per_process_batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory,

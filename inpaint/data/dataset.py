@@ -9,6 +9,7 @@ import albumentations as A
 import cv2
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch.utils.data import Dataset
 
 from inpaint.data.damage import damage, make_fill
@@ -62,7 +63,10 @@ class InpaintingDataset(Dataset):
 
     def _rng(self, index: int) -> np.random.Generator:
         if self.train:
-            return np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+            # torch's generator is seeded alike on every DDP rank: add the rank, so that
+            # ranks do not draw the same masks and crops for their different images.
+            rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+            return np.random.default_rng([int(torch.randint(0, 2**62, ()).item()), rank])
         return np.random.default_rng([self.seed, split_key(self.split), index])
 
     def _transform(

@@ -37,16 +37,19 @@ class InpaintingModule(LightningModule):
     def evaluate(self, stage: str, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def _evaluation_step(self, stage: str, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        preview = self.evaluate(stage, batch)
+    def _evaluation_step(self, stage: str, batch: dict[str, torch.Tensor], batch_idx: int) -> dict:
+        columns = {
+            name: image.detach().float() for name, image in self.evaluate(stage, batch).items()
+        }
         if batch_idx == 0:
-            self.preview = {name: image.detach().float() for name, image in preview.items()}
+            self.preview = columns
+        return columns
 
     def validation_step(self, batch, batch_idx):
-        self._evaluation_step("val", batch, batch_idx)
+        return self._evaluation_step("val", batch, batch_idx)
 
     def test_step(self, batch, batch_idx):
-        self._evaluation_step("test", batch, batch_idx)
+        return self._evaluation_step("test", batch, batch_idx)
 
     model_groups = ("image", "mask", "edge")
     # Metrics shown in the progress bar; every metric goes to the loggers.

@@ -1,0 +1,198 @@
+"""`python -m inpaint.tables MULTIRUN_DIR`: the paper's Table 1 and Table 2 from a sweep.
+
+Reads every job folder of a Hydra multirun (its `.hydra/` configs and `metrics.json`),
+and writes `tables.md`, `table1.csv`, `table2.csv` and `tables.png` (a bar chart) into the
+sweep folder, or into `--output`. Several seeds of one (experiment, data set) become
+mean and standard deviation; a job without `metrics.json` is reported as failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+# What each experiment's row reports: (row label, PSNR key, SSIM key).
+TABLE1 = {
+    "mpn": ("MPN", "test/mask_psnr", "test/mask_ssim"),
+    "epn": ("EPN", "test/edge_psnr", "test/edge_ssim"),
+    "ipn": ("IPN", "test/psnr", "test/ssim"),
+}
+TABLE2 = {
+    "epn": ("EPN", "test/edge_psnr", "test/edge_ssim"),
+    "joint_epn_mpn": ("EPN+MPN", "test/edge_psnr", "test/edge_ssim"),
+}
+# The paper's figures, for comparison (Paris StreetView).
+PAPER = {
+    ("table1", "EPN", "psv"): (22.21, 0.957),
+    ("table1", "IPN", "psv"): (19.15, 0.84),
+    ("table2", "EPN", "psv"): (22.21, 0.957),
+    ("table2", "EPN+MPN", "psv"): (23.10, 0.975),
+}
+
+
+@dataclass
+class Job:
+    folder: Path
+    experiment: str
+    data: str
+    seed: int
+    metrics: dict[str, float] | None  # None: the job failed
+
+
+@dataclass
+class Cell:
+    psnr: list[float] = field(default_factory=list)
+    ssim: list[float] = field(default_factory=list)
+    failed: int = 0
+
+    def text(self, values: list[float], digits: int) -> str:
+        if not values:
+            return "failed" if self.failed else ""
+        mean = statistics.fmean(values)
+        spread = f" ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else ""
+        failed = f" ({self.failed} failed)" if self.failed else ""
+        return f"{mean:.{digits}f}{spread}{failed}"
+
+
+def read_jobs(multirun: Path) -> list[Job]:
+    """Every job folder below `multirun` (those holding `.hydra/config.yaml`)."""
+    if not multirun.is_dir():
+        raise FileNotFoundError(f"{multirun} is not a folder; give the sweep folder of a multirun")
+    jobs = []
+    for config_path in sorted(multirun.glob("**/.hydra/config.yaml")):
+        folder = config_path.parent.parent
+        config = OmegaConf.load(config_path)
+        choices = OmegaConf.load(folder / ".hydra" / "hydra.yaml").hydra.runtime.choices
+        metrics_path = folder / "metrics.json"
+        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
+        jobs.append(
+            Job(folder, str(config.task_name), str(choices.data), int(config.seed), metrics)
+        )
+    if not jobs:
+        raise FileNotFoundError(f"{multirun} holds no Hydra job folders (.hydra/config.yaml)")
+    return jobs
+
+
+def build_table(jobs: list[Job], rows: dict) -> tuple[list[str], dict[str, dict[str, Cell]]]:
+    """Rows in the paper's order, a Cell per data set, only for rows that ran."""
+    datasets = sorted({job.data for job in jobs if job.experiment in rows})
+    table: dict[str, dict[str, Cell]] = {}
+    for experiment, (label, psnr_key, ssim_key) in rows.items():
+        for job in (j for j in jobs if j.experiment == experiment):
+            cell = table.setdefault(label, {}).setdefault(job.data, Cell())
+            if job.metrics is None or psnr_key not in job.metrics:
+                cell.failed += 1
+            else:
+                cell.psnr.append(job.metrics[psnr_key])
+                cell.ssim.append(job.metrics[ssim_key])
+    return datasets, table
+
+
+def markdown(title: str, name: str, datasets: list[str], table: dict[str, dict[str, Cell]]) -> str:
+    header = "| | " + " | ".join(f"{d} PSNR | {d} SSIM" for d in datasets) + " |"
+    lines = [f"## {title}", "", header, "|---" * (1 + 2 * len(datasets)) + "|"]
+    for label, cells in table.items():
+        values = []
+        for dataset in datasets:
+            cell = cells.get(dataset, Cell())
+            values += [cell.text(cell.psnr, 2), cell.text(cell.ssim, 3)]
+        lines.append(f"| {label} | " + " | ".join(values) + " |")
+    paper = [(k[1], k[2], v) for k, v in PAPER.items() if k[0] == name and k[1] in table]
+    if paper:
+        lines += [
+            "",
+            "The paper: " + "; ".join(f"{r} on {d}: {p:.2f} / {s:.3f}" for r, d, (p, s) in paper),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(path: Path, datasets: list[str], table: dict[str, dict[str, Cell]]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            ["row", "data", "psnr_mean", "psnr_std", "ssim_mean", "ssim_std", "runs", "failed"]
+        )
+        for label, cells in table.items():
+            for dataset in datasets:
+                cell = cells.get(dataset)
+                if cell is None:
+                    continue
+                stats = []
+                for values in (cell.psnr, cell.ssim):
+                    stats += [
+                        f"{statistics.fmean(values):.4f}" if values else "",
+                        f"{statistics.stdev(values):.4f}" if len(values) > 1 else "",
+                    ]
+                writer.writerow([label, dataset, *stats, len(cell.psnr), cell.failed])
+
+
+def bar_chart(path: Path, tables: list[tuple[str, list[str], dict[str, dict[str, Cell]]]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(tables), figsize=(6 * len(tables), 4), squeeze=False)
+    for axis, (title, datasets, table) in zip(axes[0], tables, strict=True):
+        labels = list(table)
+        width = 0.8 / max(1, len(datasets))
+        for index, dataset in enumerate(datasets):
+            cells = [table[label].get(dataset, Cell()) for label in labels]
+            means = [statistics.fmean(c.psnr) if c.psnr else 0.0 for c in cells]
+            errors = [statistics.stdev(c.psnr) if len(c.psnr) > 1 else 0.0 for c in cells]
+            positions = [i + index * width for i in range(len(labels))]
+            axis.bar(positions, means, width, yerr=errors, capsize=3, label=dataset)
+        axis.set_xticks([i + width * (len(datasets) - 1) / 2 for i in range(len(labels))], labels)
+        axis.set_ylabel("PSNR (dB)")
+        axis.set_title(title)
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Path]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("multirun", type=Path, help="the sweep folder of a Hydra multirun")
+    parser.add_argument("--output", type=Path, default=None, help="default: the sweep folder")
+    args = parser.parse_args(argv)
+    output = args.output or args.multirun
+    output.mkdir(parents=True, exist_ok=True)
+    jobs = read_jobs(args.multirun)
+    sections, tables, written = [], [], {}
+    for name, title, rows in (("table1", "Table 1", TABLE1), ("table2", "Table 2", TABLE2)):
+        datasets, table = build_table(jobs, rows)
+        if not table:
+            continue
+        sections.append(markdown(title, name, datasets, table))
+        written[name] = output / f"{name}.csv"
+        write_csv(written[name], datasets, table)
+        tables.append((title, datasets, table))
+    if not tables:
+        raise ValueError(
+            f"{args.multirun}: no job ran an experiment of Table 1 or 2 "
+            f"({sorted({*TABLE1, *TABLE2})})"
+        )
+    failed = [job for job in jobs if job.metrics is None]
+    notes = [f"- failed (no metrics.json): {job.folder}" for job in failed]
+    written["markdown"] = output / "tables.md"
+    written["markdown"].write_text(
+        "\n".join(sections) + ("\n" + "\n".join(notes) + "\n" if notes else "")
+    )
+    written["chart"] = output / "tables.png"
+    bar_chart(written["chart"], tables)
+    print("\n".join(sections))
+    print("\n".join(notes))
+    for path in written.values():
+        print(f"written: {path}")
+    return written
+
+
+if __name__ == "__main__":
+    main()

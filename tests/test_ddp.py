@@ -1,0 +1,88 @@
+"""Two CPU processes (gloo): distinct samples per rank, one run directory, one set of files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import lightning as L
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from tests.conftest import ROOT, run_env, tiny_config
+
+
+class RecordIndices(L.Callback):
+    """Test probe: each rank appends the sample indices it trains on to its own file."""
+
+    def __init__(self, folder):
+        self.folder = folder
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        with (self.folder / f"rank{trainer.global_rank}.txt").open("a") as handle:
+            handle.write(" ".join(str(i) for i in batch["index"].tolist()) + "\n")
+
+
+def test_each_rank_trains_on_different_samples_and_batch_is_split(tmp_path):
+    cfg = tiny_config(tmp_path, ["data.batch_size=4", "data.train_length=16"])
+    datamodule = instantiate(cfg.data, mask=instantiate(cfg.mask))
+    model = instantiate(cfg.model, _convert_="all")
+    trainer = L.Trainer(
+        accelerator="cpu",
+        strategy="ddp_spawn",
+        devices=2,
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[RecordIndices(tmp_path)],
+    )
+    trainer.fit(model, datamodule)
+    seen = {rank: (tmp_path / f"rank{rank}.txt").read_text().split() for rank in (0, 1)}
+    assert len(seen[0]) == len(seen[1]) == 8  # 16 crops, 2 per process per step of 4
+    assert not set(seen[0]) & set(seen[1])
+
+
+def test_batch_size_that_does_not_divide_is_a_clear_error(tmp_path):
+    cfg = tiny_config(tmp_path, ["data.batch_size=5"])
+    datamodule = instantiate(cfg.data, mask=instantiate(cfg.mask))
+    datamodule.trainer = type("FakeTrainer", (), {"world_size": 2})()
+    with pytest.raises(ValueError, match="data.batch_size=5 does not divide among 2 processes"):
+        datamodule.train_dataloader()
+
+
+def test_ddp_cpu_run_writes_one_run_directory(tmp_path):
+    logs = tmp_path / "logs"
+    run_dir = logs / "the_run"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "inpaint.run",
+            "trainer=ddp_cpu",
+            "debug=fast",
+            "data.batch_size=4",
+            "data.image_size=32",
+            "model.net.widths=[8,16]",
+            "model.net.bottleneck=32",
+            f"paths.log_dir={logs}",
+            f"hydra.run.dir={run_dir}",
+        ],
+        cwd=ROOT,
+        env=run_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [p.name for p in logs.iterdir()] == ["the_run"]
+    assert "test/psnr" in json.loads((run_dir / "metrics.json").read_text())
+    assert sorted(p.name for p in (run_dir / "samples").iterdir()) == [
+        "test.png",
+        "val_epoch000.png",
+    ]
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] > 0

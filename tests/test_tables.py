@@ -1,0 +1,127 @@
+"""`inpaint.tables` on a real (tiny) multirun: two experiments x two seeds."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+
+import pytest
+
+from inpaint import tables
+from tests.conftest import ROOT, TINY_MODELS, run_env
+
+# Experiments at toy widths, added to the real ones through Hydra's search path.
+TINY_EXPERIMENT = """# @package _global_
+defaults:
+  - /experiment/{name}
+{overrides}
+"""
+
+
+def tiny_experiment_dir(tmp_path):
+    folder = tmp_path / "conf" / "experiment"
+    folder.mkdir(parents=True)
+    for name in ("epn", "joint_epn_mpn"):
+        lines = []
+        for override in TINY_MODELS[name]:
+            key, value = override.split("=")
+            lines.append(f"{key}: {value}")
+        nested = "\n".join(_nest(lines))
+        (folder / f"tiny_{name}.yaml").write_text(
+            TINY_EXPERIMENT.format(name=name, overrides=nested)
+        )
+    return tmp_path / "conf"
+
+
+def _nest(lines: list[str]) -> list[str]:
+    """`a.b.c: v` lines as one nested YAML mapping."""
+    tree: dict = {}
+    for line in lines:
+        key, value = line.split(": ")
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+
+    def render(node, depth):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                yield "  " * depth + f"{key}:"
+                yield from render(value, depth + 1)
+            else:
+                yield "  " * depth + f"{key}: {value}"
+
+    return list(render(tree, 0))
+
+
+@pytest.fixture(scope="module")
+def multirun(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("sweep")
+    conf = tiny_experiment_dir(tmp_path)
+    sweep = tmp_path / "multirun"
+    command = [
+        sys.executable,
+        "-m",
+        "inpaint.run",
+        "-m",
+        "experiment=tiny_epn,tiny_joint_epn_mpn",
+        "seed=1,2",
+        "debug=fast",
+        "data.image_size=32",
+        f"hydra.searchpath=[file://{conf}]",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    result = subprocess.run(
+        command, cwd=ROOT, env=run_env(), capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return sweep
+
+
+def job_metrics(sweep, task):
+    values = []
+    for path in sorted(sweep.glob("*/metrics.json")):
+        config = (path.parent / ".hydra" / "config.yaml").read_text()
+        if f"task_name: {task}\n" in config:
+            values.append(json.loads(path.read_text()))
+    return values
+
+
+def test_tables_hold_the_jobs_numbers(multirun, tmp_path):
+    written = tables.main([str(multirun), "--output", str(tmp_path)])
+    rows = {row["row"]: row for row in csv.DictReader(written["table2"].open())}
+    assert set(rows) == {"EPN", "EPN+MPN"}
+    for label, task in (("EPN", "epn"), ("EPN+MPN", "joint_epn_mpn")):
+        runs = job_metrics(multirun, task)
+        assert len(runs) == 2
+        psnr = [run["test/edge_psnr"] for run in runs]
+        assert float(rows[label]["psnr_mean"]) == pytest.approx(statistics.fmean(psnr), abs=1e-4)
+        assert float(rows[label]["psnr_std"]) == pytest.approx(statistics.stdev(psnr), abs=1e-4)
+        assert rows[label]["data"] == "samples" and rows[label]["runs"] == "2"
+    table1 = {row["row"] for row in csv.DictReader(written["table1"].open())}
+    assert table1 == {"EPN"}
+    markdown = written["markdown"].read_text()
+    assert "## Table 2" in markdown and "| EPN+MPN |" in markdown and "samples PSNR" in markdown
+    assert written["chart"].stat().st_size > 1000
+
+
+def test_a_failed_job_is_reported_not_dropped(multirun, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(multirun, copy)
+    broken = next(p for p in sorted(copy.glob("*/metrics.json")))
+    broken.unlink()
+    written = tables.main([str(copy), "--output", str(tmp_path / "out")])
+    markdown = written["markdown"].read_text()
+    assert "failed" in markdown and str(broken.parent) in markdown
+    rows = list(csv.DictReader(written["table2"].open()))
+    assert sum(int(row["failed"]) for row in rows) == 1
+
+
+def test_not_a_sweep_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="holds no Hydra job folders"):
+        tables.main([str(tmp_path)])
