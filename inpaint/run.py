@@ -67,8 +67,8 @@ def write_metrics(path: Path, metrics: dict[str, float]) -> None:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Build everything from the config, fit, test the best checkpoint.
 
-    Writes the test metrics to `metrics.json`; returns every metric logged last (the last
-    validation's and the test's), for sweepers that optimise a validation metric.
+    Writes the test metrics to `metrics.json`; returns them with the metrics logged at the
+    end of training (the last validation's), for sweepers that optimise a validation metric.
     """
     L.seed_everything(cfg.seed, workers=True)
     mask = instantiate(cfg.mask)
@@ -84,8 +84,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
+    metrics: dict[str, float] = {}
     if cfg.train:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        metrics |= {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.test:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         ckpt_path = best or (None if cfg.train else cfg.get("ckpt_path"))
@@ -96,7 +98,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")
         }
         write_metrics(Path(cfg.paths.output_dir) / "metrics.json", test_metrics)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        metrics |= test_metrics
     for logger in loggers:
         if isinstance(logger, WandbLogger):
             logger.experiment.finish()
