@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,10 +38,13 @@ TINY_MODELS = {
 TINY_MODELS["joint_epn_mpn"] = TINY_MODELS["blind"][:5]
 
 
+QUIET_OFFLINE = {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "1"}
+
+
 @pytest.fixture(autouse=True)
-def _offline_wandb(monkeypatch):
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
+def _quiet_offline(monkeypatch):
+    for name, value in QUIET_OFFLINE.items():
+        monkeypatch.setenv(name, value)
 
 
 def tiny_config(
@@ -56,6 +61,21 @@ def tiny_config(
     return cfg
 
 
-def run_env() -> dict[str, str]:
-    """Environment for running the CLI in a subprocess: quiet, offline, few threads."""
-    return {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "1"}
+def run_module(module: str, *arguments: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run `python -m module arguments` from the repository root, quiet and offline, and
+    fail the test with the end of its stderr unless it succeeds."""
+    result = subprocess.run(
+        [sys.executable, "-m", module, *arguments],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "WANDB_MODE": "offline",
+            "WANDB_SILENT": "true",
+            "HYDRA_FULL_ERROR": "1",
+        },
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result

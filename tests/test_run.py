@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -13,7 +11,7 @@ from hydra.utils import instantiate
 
 from inpaint.config import compose_config, config_names
 from inpaint.run import train
-from tests.conftest import ROOT, run_env, tiny_config
+from tests.conftest import TINY_MODELS, run_module, tiny_config
 
 
 @pytest.mark.parametrize("experiment", config_names("experiment"))
@@ -79,22 +77,15 @@ def test_short_run_writes_metrics_checkpoints_and_grids_then_resumes(tmp_path):
 
 
 def run_cli(run_dir, *overrides):
-    command = [
-        sys.executable,
-        "-m",
+    run_module(
         "inpaint.run",
         "debug=fast",
         "logger=default",
         "data.image_size=32",
-        "model.net.widths=[8,16]",
-        "model.net.bottleneck=32",
+        *TINY_MODELS["unet"],
         f"hydra.run.dir={run_dir}",
         *overrides,
-    ]
-    result = subprocess.run(
-        command, cwd=ROOT, env=run_env(), capture_output=True, text=True, timeout=300
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     (wandb_run,) = (run_dir / "wandb").glob("offline-run-*")
     return wandb_run
 
@@ -159,28 +150,17 @@ def test_slurm_launcher_config_composes_for_a_sweep():
 
 def test_optuna_search_runs_trials_and_reports_the_best(tmp_path):
     sweep = tmp_path / "sweep"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "inpaint.run",
-            "-m",
-            "hparams_search=lr",
-            "debug=fast",
-            "hydra.sweeper.n_trials=2",
-            "hydra.sweeper.sampler.n_startup_trials=1",
-            "data.image_size=32",
-            "model.net.widths=[8,16]",
-            "model.net.bottleneck=32",
-            f"hydra.sweep.dir={sweep}",
-        ],
-        cwd=ROOT,
-        env=run_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    run_module(
+        "inpaint.run",
+        "-m",
+        "hparams_search=lr",
+        "debug=fast",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.sampler.n_startup_trials=1",
+        "data.image_size=32",
+        *TINY_MODELS["unet"],
+        f"hydra.sweep.dir={sweep}",
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     assert len(list(sweep.glob("*/metrics.json"))) == 2
     best = (sweep / "optimization_results.yaml").read_text()
     assert "model.optimizer.lr" in best and "best_value" in best

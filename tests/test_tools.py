@@ -4,36 +4,25 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 
 import cv2
 
 from inpaint import bench
 from inpaint.config import config_names
-from tests.conftest import ROOT, run_env
+from tests.conftest import run_module
 
 
 def test_preview_writes_a_grid_and_prints_hole_statistics_within_bounds(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "inpaint.preview",
-            "mask=square",
-            "mask.min_ratio=0.1",
-            "mask.max_ratio=0.3",
-            "count=50",
-            "rows=4",
-            f"hydra.run.dir={tmp_path}",
-        ],
-        cwd=ROOT,
-        env=run_env(),
-        capture_output=True,
-        text=True,
+    result = run_module(
+        "inpaint.preview",
+        "mask=square",
+        "mask.min_ratio=0.1",
+        "mask.max_ratio=0.3",
+        "count=50",
+        "rows=4",
+        f"hydra.run.dir={tmp_path}",
         timeout=120,
     )
-    assert result.returncode == 0, result.stderr[-2000:]
     grid = cv2.imread(str(tmp_path / "preview.png"))
     assert grid is not None and grid.shape[0] > grid.shape[1]  # 4 rows of 3 columns
     found = re.search(r"mean ([\d.]+)\s+min ([\d.]+)\s+max ([\d.]+)", result.stdout)
