@@ -154,6 +154,8 @@ class SNPatchGANDiscriminator(nn.Module):
 
     Input: cat(image, mask, edge). Output: the last feature map (B, 4 cnum, H/64, W/64),
     every element a real/fake score for one patch (the hinge loss averages them).
+    Runs in fp32 under autocast: in bf16 its spectral-normalised last layer was seen to
+    turn NaN after one optimiser step (toy widths, 32 px), poisoning the generator too.
     """
 
     def __init__(self, in_channels: int = 5, cnum: int = 64):
@@ -167,4 +169,5 @@ class SNPatchGANDiscriminator(nn.Module):
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return self.layers(x.float())
