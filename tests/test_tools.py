@@ -30,11 +30,24 @@ def test_preview_writes_a_grid_and_prints_hole_statistics_within_bounds(tmp_path
     assert 0.1 <= low <= mean <= high <= 0.3
 
 
-def test_bench_times_every_mask_generator_and_writes_json(tmp_path, capsys):
+def test_bench_times_every_mask_generator_and_both_edge_paths(tmp_path, capsys):
     output = tmp_path / "bench.json"
-    results = bench.main(["--size", "64", "--seconds", "0.02", "--output", str(output)])
+    arguments = ["--sections", "masks", "edges", "--size", "64", "--seconds", "0.02"]
+    results = bench.main([*arguments, "--output", str(output)])
     written = json.loads(output.read_text())
     assert written == results
     assert sorted(row["mask"] for row in written["masks"]) == config_names("mask")
     assert all(row["masks_per_s"] > 0 and row["size"] == 64 for row in written["masks"])
+    assert {(row["method"], row["size"]) for row in written["edges"]} == {
+        (method, size) for method in ("opencv", "kornia") for size in (64, 256)
+    }
     assert "Mask synthesis at 64x64" in capsys.readouterr().out
+
+
+def test_bench_measures_a_network_in_its_own_process(tmp_path):
+    output = tmp_path / "bench.json"
+    arguments = ["--sections", "networks", "--networks", "mpn", "--precisions", "32"]
+    bench.main([*arguments, "--network-sizes", "32", "--steps", "1", "--output", str(output)])
+    (row,) = json.loads(output.read_text())["networks"]
+    assert (row["network"], row["size"], row["batch"], row["precision"]) == ("mpn", 32, 8, "32")
+    assert row["train_img_per_s"] > 0 and row["infer_ms_per_img"] > 0 and row["peak_mem_mib"] > 0
