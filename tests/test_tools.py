@@ -50,4 +50,5 @@ def test_bench_measures_a_network_in_its_own_process(tmp_path):
     bench.main([*arguments, "--network-sizes", "32", "--steps", "1", "--output", str(output)])
     (row,) = json.loads(output.read_text())["networks"]
     assert (row["network"], row["size"], row["batch"], row["precision"]) == ("mpn", 32, 8, "32")
-    assert row["train_img_per_s"] > 0 and row["infer_ms_per_img"] > 0 and row["peak_mem_mib"] > 0
+    assert row["train_img_per_s"] > 0 and row["infer_ms_per_img"] > 0
+    assert row["peak_mem_mib"] >= 0  # above the idle process: a toy network may add nothing
