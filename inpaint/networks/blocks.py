@@ -48,3 +48,12 @@ class GatedConv2d(nn.Module):
         if self.activation is not None:
             features = self.activation(features)
         return features * torch.sigmoid(gate)
+
+
+def require_divisible(network: str, image: torch.Tensor, factor: int) -> None:
+    """A clear error for an image size the network's down- and upsampling cannot take."""
+    height, width = image.shape[-2:]
+    if height % factor or width % factor:
+        raise ValueError(
+            f"{network} needs height and width divisible by {factor}, got {height}x{width}"
+        )

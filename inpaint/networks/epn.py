@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from inpaint.networks.blocks import GatedConv2d, maybe_spectral_norm
+from inpaint.networks.blocks import GatedConv2d, maybe_spectral_norm, require_divisible
 
 CONV_TYPES = ("plain", "gated")
 
@@ -141,12 +141,8 @@ class EdgeGenerator(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        require_divisible("EdgeGenerator", x, self.factor)
         height, width = x.shape[-2:]
-        if height % self.factor or width % self.factor:
-            raise ValueError(
-                f"EdgeGenerator needs height and width divisible by {self.factor}, "
-                f"got {height}x{width}"
-            )
         if min(height, width) < self.min_size:
             raise ValueError(
                 f"EdgeGenerator needs height and width of at least {self.min_size}, "

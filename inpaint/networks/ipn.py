@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from inpaint.networks.blocks import GatedConv2d, maybe_spectral_norm
+from inpaint.networks.blocks import GatedConv2d, maybe_spectral_norm, require_divisible
 from inpaint.networks.contextual_attention import ContextualAttention
 
 
@@ -130,11 +130,7 @@ class InpaintGenerator(nn.Module):
     def forward(
         self, damaged: torch.Tensor, mask: torch.Tensor, edge: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        height, width = damaged.shape[-2:]
-        if height % 8 or width % 8:
-            raise ValueError(
-                f"InpaintGenerator needs height and width divisible by 8, got {height}x{width}"
-            )
+        require_divisible("InpaintGenerator", damaged, 8)
         x = torch.cat([damaged * 2 - 1, mask, edge], dim=1)
         coarse = (self.coarse(x) + 1) / 2
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from inpaint.networks.blocks import require_divisible
+
 
 def conv_bn_relu(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
     """3x3 conv (no bias: batch norm cancels it), batch norm, ReLU."""
@@ -80,12 +82,7 @@ class MaskPredictionNetwork(nn.Module):
         self.head = nn.Conv2d(widths[0], 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        height, width = x.shape[-2:]
-        if height % self.factor or width % self.factor:
-            raise ValueError(
-                f"MaskPredictionNetwork needs height and width divisible by {self.factor}, "
-                f"got {height}x{width}"
-            )
+        require_divisible("MaskPredictionNetwork", x, self.factor)
         x = self.stem(x)
         skips = []
         for down in self.down:

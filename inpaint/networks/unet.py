@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from inpaint.networks.blocks import require_divisible
+
 
 def double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
     """Two 3x3 convolutions, each followed by ReLU (one level of the paper's U-Net)."""
@@ -57,11 +59,7 @@ class UNet(nn.Module):
         self.head = nn.Conv2d(channels, out_channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        height, width = x.shape[-2:]
-        if height % self.factor or width % self.factor:
-            raise ValueError(
-                f"UNet needs height and width divisible by {self.factor}, got {height}x{width}"
-            )
+        require_divisible("UNet", x, self.factor)
         skips = []
         for encoder in self.encoders:
             x = encoder(x)
