@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
 from omegaconf import DictConfig, open_dict
 
@@ -79,3 +80,18 @@ def run_module(module: str, *arguments: str, timeout: int = 300) -> subprocess.C
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result
+
+
+def quiet_trainer(**kwargs) -> L.Trainer:
+    """A CPU Trainer for one short epoch with no logger, checkpoints, bars or summaries."""
+    options = dict(
+        accelerator="cpu",
+        max_epochs=1,
+        limit_train_batches=1,
+        limit_val_batches=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    return L.Trainer(**{**options, **kwargs})

@@ -9,7 +9,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from tests.conftest import TINY_MODELS, run_module, tiny_config
+from tests.conftest import TINY_MODELS, quiet_trainer, run_module, tiny_config
 
 
 class RecordIndices(L.Callback):
@@ -27,15 +27,10 @@ def test_each_rank_trains_on_different_samples_and_batch_is_split(tmp_path):
     cfg = tiny_config(tmp_path, ["data.batch_size=4", "data.train_length=16"])
     datamodule = instantiate(cfg.data, mask=instantiate(cfg.mask))
     model = instantiate(cfg.model, _convert_="all")
-    trainer = L.Trainer(
-        accelerator="cpu",
+    trainer = quiet_trainer(
         strategy="ddp_spawn",
         devices=2,
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
+        limit_train_batches=None,
         limit_val_batches=0,
         callbacks=[RecordIndices(tmp_path)],
     )

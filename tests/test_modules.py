@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import lightning as L
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -10,6 +9,7 @@ from hydra.utils import instantiate
 from inpaint.config import compose_config
 from inpaint.models.gan import GANModule
 from tests.conftest import TINY_MODELS
+from tests.conftest import quiet_trainer as trainer
 
 
 def build(experiment: str, overrides: list[str] | None = None):
@@ -25,20 +25,6 @@ def build(experiment: str, overrides: list[str] | None = None):
     )
     datamodule = instantiate(cfg.data, mask=instantiate(cfg.mask))
     return instantiate(cfg.model), datamodule
-
-
-def trainer(**kwargs) -> L.Trainer:
-    options = dict(
-        accelerator="cpu",
-        max_epochs=1,
-        limit_train_batches=1,
-        limit_val_batches=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    return L.Trainer(**{**options, **kwargs})
 
 
 def snapshot(module: torch.nn.Module) -> list[torch.Tensor]:
