@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from hydra.utils import instantiate
 
-from inpaint.config import compose_config, config_names
+from inpaint.config import compose_config, mask_generator_names
 from inpaint.data.edges import EdgeDetector
 
 
@@ -40,7 +40,7 @@ def masks_per_second(generator, size: int, seconds: float) -> float:
 
 def bench_masks(size: int, seconds: float) -> list[dict]:
     rows = []
-    for name in config_names("mask"):
+    for name in mask_generator_names():
         generator = instantiate(compose_config(overrides=[f"mask={name}"]).mask)
         rows.append(
             {"mask": name, "size": size, "masks_per_s": masks_per_second(generator, size, seconds)}

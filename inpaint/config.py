@@ -22,3 +22,8 @@ def compose_config(name: str = "train", overrides: list[str] | None = None) -> D
 def config_names(group: str) -> list[str]:
     """Every option of a config group, e.g. all mask generators."""
     return sorted(path.stem for path in (CONF_DIR / group).glob("*.yaml"))
+
+
+def mask_generator_names() -> list[str]:
+    """Every mask option that draws masks: all but `files`, which reads them."""
+    return [name for name in config_names("mask") if name != "files"]

@@ -74,8 +74,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     mask = instantiate(cfg.mask)
     datamodule = instantiate(cfg.data, mask=mask)
     model = instantiate(cfg.model, _convert_="all")
-    # The resolved model config travels in every checkpoint, so tools can rebuild the model.
-    model.hparams["config"] = OmegaConf.to_container(cfg.model, resolve=True)
+    # The resolved model, data and mask configs travel in every checkpoint, so tools
+    # (inpaint.evaluate, inpaint.predict) can rebuild the model and its test data.
+    for key, part in (("config", cfg.model), ("data", cfg.data), ("mask", cfg.mask)):
+        model.hparams[key] = OmegaConf.to_container(part, resolve=True)
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers: list[Logger] = instantiate_group(
         cfg.get("logger"), resume_wandb_run(cfg.get("ckpt_path"))

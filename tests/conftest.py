@@ -62,6 +62,34 @@ def tiny_config(
     return cfg
 
 
+# The experiment whose model each kind of inference checkpoint comes from.
+CHECKPOINT_EXPERIMENTS = {
+    "unet": "unet_lines",
+    "ipn": "ipn",
+    "blind": "blind",
+    "joint_epn_mpn": "joint_epn_mpn",
+}
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(tmp_path_factory):
+    """`trained_checkpoint(kind)`: the best checkpoint of a two-batch toy run of that kind's
+    experiment, written by `inpaint.run` (made once per test session)."""
+    from inpaint.run import train
+
+    made: dict[str, Path] = {}
+
+    def checkpoint(kind: str) -> Path:
+        if kind not in made:
+            output = tmp_path_factory.mktemp(f"checkpoint_{kind}")
+            experiment = f"experiment={CHECKPOINT_EXPERIMENTS[kind]}"
+            train(tiny_config(output, [experiment, "data.image_size=32"], model=kind))
+            made[kind] = next((output / "checkpoints").glob("best-*.ckpt"))
+        return made[kind]
+
+    return checkpoint
+
+
 def run_module(module: str, *arguments: str, timeout: int = 300) -> subprocess.CompletedProcess:
     """Run `python -m module arguments` from the repository root, quiet and offline, and
     fail the test with the end of its stderr unless it succeeds."""

@@ -62,7 +62,10 @@ def test_short_run_writes_metrics_checkpoints_and_grids_then_resumes(tmp_path):
     assert (first / "samples" / "test.png").is_file()
 
     checkpoint = torch.load(first / "checkpoints" / "last.ckpt", weights_only=False)
-    assert checkpoint["hyper_parameters"]["config"]["_target_"].endswith("UNetInpainter")
+    stored = checkpoint["hyper_parameters"]
+    assert stored["config"]["_target_"].endswith("UNetInpainter")
+    assert stored["mask"]["_target_"].endswith("LineMask")
+    assert stored["data"]["source"]["_target_"].endswith("SamplePhotos")
     steps_first = checkpoint["global_step"]
 
     second = tmp_path / "second"

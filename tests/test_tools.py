@@ -8,7 +8,7 @@ import re
 import cv2
 
 from inpaint import bench
-from inpaint.config import config_names
+from inpaint.config import mask_generator_names
 from tests.conftest import run_module
 
 
@@ -36,7 +36,7 @@ def test_bench_times_every_mask_generator_and_both_edge_paths(tmp_path, capsys):
     results = bench.main([*arguments, "--output", str(output)])
     written = json.loads(output.read_text())
     assert written == results
-    assert sorted(row["mask"] for row in written["masks"]) == config_names("mask")
+    assert sorted(row["mask"] for row in written["masks"]) == mask_generator_names()
     assert all(row["masks_per_s"] > 0 and row["size"] == 64 for row in written["masks"])
     assert {(row["method"], row["size"]) for row in written["edges"]} == {
         (method, size) for method in ("opencv", "kornia") for size in (64, 256)

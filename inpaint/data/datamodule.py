@@ -34,6 +34,12 @@ class InpaintDataModule(LightningDataModule):
         edges: EdgeDetector | None = None,
     ):
         super().__init__()
+        if not isinstance(mask, MaskGenerator):
+            raise ValueError(
+                f"the data module draws masks, but mask is a {type(mask).__name__}: mask files "
+                "belong to whole images (inpaint.evaluate images=DIR, inpaint.predict); "
+                "choose a mask generator such as mask=lines"
+            )
         if image_size < 8:
             raise ValueError(f"data.image_size must be at least 8 pixels, got {image_size}")
         self.source, self.mask = source, mask

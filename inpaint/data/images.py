@@ -36,8 +36,34 @@ def to_float_rgb(pixels: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(scaled)
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as float32 RGB (H, W, 3) in [0, 1]; 8- and 16-bit, grey, RGB, RGBA."""
+# EXIF orientation tag value -> how to turn the stored pixels upright (as PIL's exif_transpose).
+_ORIENT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],
+    8: lambda a: np.rot90(a, 1),
+}
+EXIF_ORIENTATION = 0x0112
+
+
+def exif_orientation(path: str | Path) -> int:
+    """The EXIF orientation tag (1 = upright) of an image file; 1 when there is none."""
+    try:
+        with Image.open(path) as opened:
+            return int(opened.getexif().get(EXIF_ORIENTATION, 1))
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return 1
+
+
+def read_pixels(path: str | Path) -> np.ndarray:
+    """An image file's pixels as stored, turned upright by its EXIF orientation.
+
+    (H, W) grey or (H, W, C) RGB/RGBA (C = 3 or 4, alpha kept), in the file's own depth
+    (uint8, uint16 or float32).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image file not found: {path}")
@@ -45,11 +71,19 @@ def read_image(path: str | Path) -> np.ndarray:
     pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if pixels is None:
         raise UnreadableImageError(f"cannot decode image file: {path}")
-    if pixels.ndim == 3 and pixels.shape[2] >= 3:
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[:, :, 0]
+    elif pixels.ndim == 3:
         pixels = cv2.cvtColor(
             pixels, cv2.COLOR_BGRA2RGBA if pixels.shape[2] == 4 else cv2.COLOR_BGR2RGB
         )
-    return to_float_rgb(pixels)
+    turn = _ORIENT.get(exif_orientation(path))
+    return np.ascontiguousarray(turn(pixels)) if turn else pixels
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as float32 RGB (H, W, 3) in [0, 1]; 8- and 16-bit, grey, RGB, RGBA."""
+    return to_float_rgb(read_pixels(path))
 
 
 def is_readable_image(path: str | Path) -> bool:
@@ -73,9 +107,14 @@ def list_images(root: str | Path) -> list[Path]:
 
 def write_image(path: str | Path, image: np.ndarray) -> None:
     """Write a float RGB (H, W, 3) or grey (H, W) array in [0, 1] as an 8-bit image file."""
-    pixels = np.clip(np.rint(np.asarray(image) * 255.0), 0, 255).astype(np.uint8)
+    write_pixels(path, np.clip(np.rint(np.asarray(image) * 255.0), 0, 255).astype(np.uint8))
+
+
+def write_pixels(path: str | Path, pixels: np.ndarray) -> None:
+    """Write grey (H, W), RGB or RGBA (H, W, 3|4) pixels of the array's own depth."""
     if pixels.ndim == 3:
-        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+        code = cv2.COLOR_RGBA2BGRA if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR
+        pixels = cv2.cvtColor(pixels, code)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), pixels):
         raise OSError(f"cannot write image file: {path}")

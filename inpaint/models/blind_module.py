@@ -167,15 +167,19 @@ class BlindInpainter(GANModule):
                 ) from None
 
     # -- the chain --------------------------------------------------------------------
-    def run_chain(self, damaged: torch.Tensor) -> dict[str, torch.Tensor]:
-        logits = self.generator["mpn"](damaged)
-        mask = torch.sigmoid(logits.float())
+    def run_chain(
+        self, damaged: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The stages in order; a given `mask` replaces the MPN's prediction (no `mask_logits`)."""
+        result = {}
+        if mask is None:
+            result["mask_logits"] = self.generator["mpn"](damaged)
+            mask = torch.sigmoid(result["mask_logits"].float())
         gray = to_gray(damaged)
         with torch.no_grad():
             known = self.edges(gray, mask).to(gray.dtype)
         predicted = self.generator["epn"](torch.cat([gray, known, mask], dim=1))
-        result = {
-            "mask_logits": logits,
+        result |= {
             "mask": mask,
             "known_edges": known,
             "predicted_edges": predicted,

@@ -70,6 +70,8 @@ class InpaintGenerator(nn.Module):
     raise it above 0 for predicted (soft) masks, which are rarely exactly 0.
     """
 
+    factor = 8
+
     def __init__(self, in_channels: int = 5, cnum: int = 48, hole_threshold: float = 0.0):
         super().__init__()
         if cnum % 4:
@@ -130,7 +132,7 @@ class InpaintGenerator(nn.Module):
     def forward(
         self, damaged: torch.Tensor, mask: torch.Tensor, edge: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        require_divisible("InpaintGenerator", damaged, 8)
+        require_divisible("InpaintGenerator", damaged, self.factor)
         x = torch.cat([damaged * 2 - 1, mask, edge], dim=1)
         coarse = (self.coarse(x) + 1) / 2
 

@@ -1,0 +1,63 @@
+"""Masks read from files, matched to images by name: white (255) = hole, or black with invert."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from inpaint.data.images import IMAGE_SUFFIXES, read_pixels
+
+
+def read_mask(path: str | Path, invert: bool = False) -> np.ndarray:
+    """A mask file as float32 (H, W) in [0, 1], 1 = hole; colour masks count their brightest
+    channel, grey levels give continuous damage."""
+    pixels = read_pixels(path)
+    if pixels.ndim == 3:
+        pixels = pixels[:, :, :3].max(axis=2)
+    if np.issubdtype(pixels.dtype, np.integer):
+        mask = pixels.astype(np.float32) / np.iinfo(pixels.dtype).max
+    else:
+        mask = np.clip(pixels.astype(np.float32), 0.0, 1.0)
+    return 1.0 - mask if invert else mask
+
+
+def check_mask_size(mask: np.ndarray, mask_path: Path, image_path: Path, shape) -> None:
+    """A mask must cover its image pixel for pixel; the error names both files."""
+    if mask.shape[:2] != tuple(shape[:2]):
+        raise ValueError(
+            f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} pixels but image "
+            f"{image_path} is {shape[1]}x{shape[0]}: a mask must have its image's size"
+        )
+
+
+class MaskFiles:
+    """A folder of mask files; the mask of `photos/a.jpg` (relative to the image folder) is
+    `root/photos/a.<any image suffix>`.
+
+    `fill` is what damages the hole when the masks are applied to clean images
+    (`inpaint.evaluate`); see inpaint/data/damage.py.
+    """
+
+    def __init__(self, root: str, invert: bool = False, fill: str = "zeros"):
+        self.root, self.invert, self.fill = Path(root), invert, fill
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"mask folder not found: {self.root} (mask.root)")
+
+    def find(self, relative: str | Path) -> Path:
+        relative = Path(relative)
+        for suffix in (relative.suffix, *IMAGE_SUFFIXES):
+            candidate = self.root / relative.with_suffix(suffix)
+            if candidate.is_file():
+                return candidate
+        raise FileNotFoundError(
+            f"no mask for image {relative} in {self.root}: expected "
+            f"{self.root / relative.with_suffix('.png')} (or another image suffix)"
+        )
+
+    def load(self, image_path: Path, relative: str | Path, shape) -> np.ndarray:
+        """The mask of one image, checked against the image's (H, W)."""
+        mask_path = self.find(relative)
+        mask = read_mask(mask_path, self.invert)
+        check_mask_size(mask, mask_path, image_path, shape)
+        return mask
