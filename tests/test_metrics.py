@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from inpaint.models.metrics import EdgeMetrics, ImageMetrics, MaskMetrics, hole_psnr
+from inpaint.models.metrics import EdgeMetrics, ImageMetrics, MaskMetrics, hole_l1, hole_psnr
 
 
 def test_hole_psnr_uses_only_hole_pixels():
@@ -14,6 +14,9 @@ def test_hole_psnr_uses_only_hole_pixels():
     mask[..., :2, :] = 1
     assert hole_psnr(prediction, target, mask).item() == pytest.approx(20.0, abs=1e-4)
     assert hole_psnr(prediction, target, 1 - mask).item() == pytest.approx(100.0, abs=1e-3)
+    half = mask * 0.5  # partial damage weighs the same pixels, so the means do not change
+    assert hole_l1(prediction, target, half).item() == pytest.approx(0.1, abs=1e-6)
+    assert hole_l1(prediction, target, 1 - mask).item() == pytest.approx(0.0, abs=1e-7)
 
 
 def test_image_metrics_average_per_image_psnr_and_skip_images_without_hole():
@@ -29,6 +32,7 @@ def test_image_metrics_average_per_image_psnr_and_skip_images_without_hole():
     assert values["psnr"].item() == pytest.approx(30.0, abs=1e-3)  # mean of 20 and 40, not pooled
     assert values["psnr_hole"].item() == pytest.approx(20.0, abs=1e-3)  # image 1 has no hole
     assert values["l1"].item() == pytest.approx((0.1 + 0.01) / 2, abs=1e-6)
+    assert values["l1_hole"].item() == pytest.approx(0.1, abs=1e-6)  # image 0 alone
     assert 0 < values["ssim"].item() <= 1
 
 

@@ -21,12 +21,21 @@ from torchmetrics.image import StructuralSimilarityIndexMeasure
 MAX_PSNR = 100.0  # dB; the value of a per-pixel MSE of 1e-10
 
 
+def _hole_mean(error: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean per image of a per-pixel error, weighting each pixel by its mask value."""
+    weight = mask.expand_as(error)
+    return (error * weight).flatten(1).sum(1) / weight.flatten(1).sum(1).clamp_min(1e-8)
+
+
 def hole_psnr(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """PSNR per image over the damaged pixels only, weighting each pixel by its mask value."""
-    weight = mask.expand_as(target)
-    squared = (prediction - target).pow(2) * weight
-    mse = squared.flatten(1).sum(1) / weight.flatten(1).sum(1).clamp_min(1e-8)
+    mse = _hole_mean((prediction - target).pow(2), mask)
     return -10.0 * torch.log10(mse.clamp_min(10 ** (-MAX_PSNR / 10)))
+
+
+def hole_l1(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error per image over the damaged pixels, weighted by the mask."""
+    return _hole_mean((prediction - target).abs(), mask)
 
 
 class MetricGroup(nn.Module):
@@ -65,12 +74,14 @@ class PixelFidelity(MetricGroup):
 
 
 class ImageMetrics(PixelFidelity):
-    """Whole-image PSNR/SSIM/L1, and PSNR inside the hole (images without a hole left out)."""
+    """Whole-image PSNR/SSIM/L1, and PSNR and L1 inside the hole (images without a hole
+    left out)."""
 
     def __init__(self):
         super().__init__()
         self.psnr_hole = MeanMetric()
         self.l1 = MeanAbsoluteError()
+        self.l1_hole = MeanMetric()
 
     def update(self, prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> None:
         super().update(prediction, target)
@@ -78,7 +89,9 @@ class ImageMetrics(PixelFidelity):
         self.l1.update(prediction, target)
         has_hole = mask.flatten(1).sum(1) > 0
         if has_hole.any():
-            self.psnr_hole.update(hole_psnr(prediction[has_hole], target[has_hole], mask[has_hole]))
+            holed = prediction[has_hole], target[has_hole], mask[has_hole]
+            self.psnr_hole.update(hole_psnr(*holed))
+            self.l1_hole.update(hole_l1(*holed))
 
 
 class MaskMetrics(PixelFidelity):

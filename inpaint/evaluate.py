@@ -1,0 +1,340 @@
+"""`python -m inpaint.evaluate ckpt_path=CKPT`: a trained model beside classical inpainting on
+exactly the same images and masks, overall and by hole ratio.
+
+The classical baselines (inpaint/baselines.py) are given the true mask. The model is given
+what it was trained to take: an IPN the true mask; a U-Net and a blind model nothing but
+the damaged image. Writes `metrics.json`, `metrics.csv`, `metrics.md` (the printed tables)
+and `panel.png` into the run directory.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import hydra
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from inpaint.baselines import BASELINES, inpaint_classical
+from inpaint.data.damage import damage, make_fill
+from inpaint.data.dataset import split_key
+from inpaint.data.images import list_images, read_image, write_image
+from inpaint.data.mask_files import MaskFiles
+from inpaint.inference import Inpainter, load_checkpoint
+from inpaint.models.metrics import EdgeMetrics, ImageMetrics, MaskMetrics
+from inpaint.visual import image_grid
+
+log = logging.getLogger(__name__)
+
+MODEL = "model"
+ALL = "all"
+IMAGE_COLUMNS = ("psnr", "ssim", "psnr_hole", "l1_hole", "l1")
+BLIND_COLUMNS = ("mask_iou", "mask_f1", "mask_bce", "edge_precision", "edge_recall")
+
+
+@dataclass
+class Sample:
+    name: str
+    image: np.ndarray  # (H, W, 3) float32 in [0, 1]
+    mask: np.ndarray  # (H, W) float32 in [0, 1], 1 = hole
+    damaged: np.ndarray  # (H, W, 3)
+
+
+def bucket_of(ratio: float, width: float) -> str:
+    """`0-10%`, `10-20%`, ...: the hole-ratio bucket of one mask (its mean damage)."""
+    count = round(1 / width)
+    index = min(int(ratio / width), count - 1)
+    return f"{round(100 * index * width)}-{round(100 * (index + 1) * width)}%"
+
+
+def bucket_names(width: float) -> list[str]:
+    return [bucket_of((i + 0.5) * width, width) for i in range(round(1 / width))]
+
+
+# -- samples ---------------------------------------------------------------------------
+def config_or_stored(cfg: DictConfig, key: str, stored: dict) -> dict:
+    """The data or mask config given on the command line, else the checkpoint's own."""
+    if cfg.get(key) is not None:
+        return OmegaConf.to_container(cfg[key], resolve=True)
+    if not stored.get(key):
+        raise ValueError(
+            f"the checkpoint stores no {key} config (written before inpaint.run kept it): "
+            f"give {key}=NAME"
+        )
+    return stored[key]
+
+
+def split_samples(data: dict, mask, split: str) -> Iterator[Sample]:
+    """The data module's seeded evaluation crops, masks and damage, as the run's test saw them."""
+    datamodule = instantiate({**data, "edges": None}, mask=mask)
+    dataset = datamodule.dataset(split)
+    for index in range(len(dataset)):
+        item = dataset[index]
+        yield Sample(
+            f"{split}/{index}",
+            item["image"].permute(1, 2, 0).numpy(),
+            item["mask"][0].numpy(),
+            item["damaged"].permute(1, 2, 0).numpy(),
+        )
+
+
+def folder_samples(root: Path, mask, seed: int) -> Iterator[Sample]:
+    """Every image below `root` at its own size, with its mask file or a seeded drawn mask."""
+    paths = list_images(root)
+    if not paths:
+        raise FileNotFoundError(f"images={root} holds no image files")
+    for index, path in enumerate(paths):
+        image = read_image(path)
+        relative = path.relative_to(root)
+        rng = np.random.default_rng([seed, split_key("evaluate"), index])
+        if isinstance(mask, MaskFiles):
+            hole = mask.load(path, relative, image.shape)
+        else:
+            hole = mask(rng, *image.shape[:2])
+        other = None
+        if mask.fill == "image":
+            other_path = paths[int(rng.integers(0, len(paths)))]
+            other = cv2.resize(read_image(other_path), image.shape[1::-1])
+        fill = make_fill(mask.fill, rng, image.shape, other)
+        yield Sample(str(relative), image, hole, damage(image, hole, fill))
+
+
+def samples(cfg: DictConfig, stored: dict) -> tuple[Iterator[Sample], int]:
+    mask = instantiate(config_or_stored(cfg, "mask", stored))
+    if cfg.images:
+        root = Path(cfg.images)
+        if not root.is_dir():
+            raise FileNotFoundError(f"images={root} is not a folder")
+        return folder_samples(root, mask, cfg.seed), len(list_images(root))
+    if isinstance(mask, MaskFiles):
+        raise ValueError("mask=files matches masks to whole images by name: give images=DIR")
+    data = config_or_stored(cfg, "data", stored)
+    stream = split_samples(data, mask, cfg.split)
+    length = data.get("eval_length") or len(instantiate(data["source"]).split(cfg.split))
+    return stream, length
+
+
+# -- scoring ---------------------------------------------------------------------------
+def _tensor(array: np.ndarray) -> torch.Tensor:
+    """(H, W) or (H, W, C) -> (1, C, H, W)."""
+    array = array[:, :, None] if array.ndim == 2 else array
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))[None].float()
+
+
+class Scores:
+    """Metric groups per (method, bucket), including the bucket `all`."""
+
+    def __init__(self):
+        self.groups: dict[tuple[str, str], dict] = {}
+        self.counts: dict[str, int] = {}
+        self.seconds: dict[str, float] = {}
+
+    def _group(self, method: str, bucket: str, name: str, cls) -> torch.nn.Module:
+        groups = self.groups.setdefault((method, bucket), {})
+        return groups.setdefault(name, cls())
+
+    def count(self, bucket: str) -> None:
+        for key in (bucket, ALL):
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def add_image(self, method, bucket, restored, image, mask) -> None:
+        for key in (bucket, ALL):
+            self._group(method, key, "image", ImageMetrics).update(restored, image, mask)
+
+    def add_blind(self, bucket, result, mask, true_edges) -> None:
+        for key in (bucket, ALL):
+            self._group(MODEL, key, "mask", MaskMetrics).update(result["mask"], mask)
+            self._group(MODEL, key, "edge", EdgeMetrics).update(result["edges"], true_edges, mask)
+
+    def compute(self) -> dict[str, dict]:
+        """{bucket: {"count": n, method: {metric: value}}}, buckets in hole-ratio order."""
+        table: dict[str, dict] = {}
+        for (method, bucket), groups in self.groups.items():
+            values = {}
+            for group in groups.values():
+                values |= {name: float(value) for name, value in group.compute().items()}
+            values = {k: v for k, v in values.items() if not math.isnan(v)}
+            table.setdefault(bucket, {"count": self.counts[bucket]})[method] = values
+        return table
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Score the model and the baselines on every sample; write and return the results."""
+    unknown = set(cfg.baselines) - set(BASELINES)
+    if unknown:
+        raise ValueError(f"baselines: unknown {sorted(unknown)}; expected some of {BASELINES}")
+    stored = load_checkpoint(cfg.ckpt_path)["hyper_parameters"]
+    inpainter = Inpainter.from_checkpoint(
+        cfg.ckpt_path, device=cfg.device, precision=str(cfg.precision)
+    )
+    give_mask = inpainter.needs_mask
+    stream, length = samples(cfg, stored)
+    total = min(length, cfg.limit) if cfg.limit else length
+    scores, panel = Scores(), []
+    for number, sample in enumerate(tqdm(stream, total=total, desc="evaluate", unit="image")):
+        if number >= total:
+            break
+        bucket = bucket_of(float(sample.mask.mean()), cfg.bucket_width)
+        scores.count(bucket)
+        image, mask = _tensor(sample.image), _tensor(sample.mask)
+        restored = {}
+        for name in cfg.baselines:
+            start = time.perf_counter()
+            restored[name] = _tensor(inpaint_classical(name, sample.damaged, sample.mask))
+            scores.seconds[name] = scores.seconds.get(name, 0.0) + time.perf_counter() - start
+        start = time.perf_counter()
+        result = inpainter(_tensor(sample.damaged), mask if give_mask else None)
+        scores.seconds[MODEL] = scores.seconds.get(MODEL, 0.0) + time.perf_counter() - start
+        if inpainter.paints:
+            restored[MODEL] = result["output"]
+        for method, output in restored.items():
+            scores.add_image(method, bucket, output, image, mask)
+        if inpainter.predicts_mask:
+            gray = cv2.cvtColor(sample.image, cv2.COLOR_RGB2GRAY)
+            true_edges = _tensor(inpainter.edges.numpy(gray))
+            scores.add_blind(bucket, result, mask, true_edges)
+        if len(panel) < cfg.panel_rows:
+            panel.append(panel_row(sample, restored, result, inpainter.predicts_mask))
+    report = {
+        "checkpoint": str(cfg.ckpt_path),
+        "model": inpainter.kind,
+        "model_given_mask": give_mask,
+        "samples": scores.counts.get(ALL, 0),
+        "ms_per_image": {
+            method: 1e3 * seconds / max(1, scores.counts.get(ALL, 0))
+            for method, seconds in scores.seconds.items()
+        },
+        "buckets": order_buckets(scores.compute(), cfg.bucket_width),
+        "panel_columns": list(panel[0]) if panel else [],
+    }
+    write_outputs(Path(cfg.paths.output_dir), report, panel, cfg.panel_tile)
+    return report
+
+
+def order_buckets(table: dict, width: float) -> dict:
+    order = [ALL, *bucket_names(width)]
+    return {bucket: table[bucket] for bucket in order if bucket in table}
+
+
+# -- outputs ---------------------------------------------------------------------------
+def panel_row(
+    sample: Sample, restored: dict, result: dict, predicts_mask: bool
+) -> dict[str, torch.Tensor]:
+    """One row of panel.png: damaged, mask, each baseline but the input, the predicted mask
+    (blind models), the model's output, the ground truth."""
+    row = {"damaged": _tensor(sample.damaged), "mask": _tensor(sample.mask)}
+    row |= {name: image for name, image in restored.items() if name not in ("input", MODEL)}
+    if predicts_mask:
+        row["predicted mask"] = result["mask"]
+    if MODEL in restored:
+        row[MODEL] = restored[MODEL]
+    return row | {"ground truth": _tensor(sample.image)}
+
+
+def letterbox(image: torch.Tensor, side: int) -> torch.Tensor:
+    """Fit (1, C, H, W) into a white side x side tile, keeping its aspect ratio."""
+    height, width = image.shape[-2:]
+    scale = side / max(height, width)
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    resized = F.interpolate(image, size=size, mode="bilinear", align_corners=False)
+    tile = torch.ones(1, image.shape[1], side, side)
+    top, left = (side - size[0]) // 2, (side - size[1]) // 2
+    tile[..., top : top + size[0], left : left + size[1]] = resized
+    return tile
+
+
+def write_panel(path: Path, rows: list[dict[str, torch.Tensor]], tile: int) -> None:
+    """One row per sample; tiles of different sizes are letterboxed to `tile` pixels."""
+    if len({row["damaged"].shape[-2:] for row in rows}) > 1:
+        rows = [{name: letterbox(image, tile) for name, image in row.items()} for row in rows]
+    columns = [torch.cat([row[name] for row in rows]) for name in rows[0]]
+    write_image(path, image_grid(columns, rows=len(rows)).permute(1, 2, 0).numpy())
+
+
+def markdown_tables(report: dict) -> str:
+    """The overall table, hole PSNR by bucket, and for blind models the mask and edge table."""
+    buckets = report["buckets"]
+    overall = buckets[ALL]
+    methods = [m for m in overall if m != "count"]
+    given = "true mask" if report["model_given_mask"] else "damaged image only"
+    lines = [
+        f"{report['samples']} samples; baselines are given the true mask, "
+        f"the model ({report['model']}) is given the {given}.",
+        "",
+        "| method | PSNR | SSIM | hole PSNR | hole L1 | ms/image |",
+        "|---|---|---|---|---|---|",
+    ]
+    for method in methods:
+        values = overall[method]
+        if "psnr" not in values:
+            continue
+        cells = [f"{values.get(k, math.nan):.3f}" for k in ("psnr", "ssim", "psnr_hole", "l1_hole")]
+        ms = report["ms_per_image"].get(method, math.nan)
+        lines.append(f"| {method} | {' | '.join(cells)} | {ms:.1f} |")
+    ratio_buckets = [b for b in buckets if b != ALL]
+    lines += [
+        "",
+        "Hole PSNR by hole ratio (samples per bucket in brackets):",
+        "",
+        "| method | " + " | ".join(f"{b} ({buckets[b]['count']})" for b in ratio_buckets) + " |",
+        "|---" * (len(ratio_buckets) + 1) + "|",
+    ]
+    for method in methods:
+        if "psnr_hole" not in overall[method]:
+            continue
+        cells = [
+            f"{buckets[b].get(method, {}).get('psnr_hole', math.nan):.2f}" for b in ratio_buckets
+        ]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    if report["panel_columns"]:
+        lines += ["", "panel.png columns: " + ", ".join(report["panel_columns"]) + "."]
+    if "mask_iou" in overall.get(MODEL, {}):
+        lines += ["", "| " + " | ".join(BLIND_COLUMNS) + " |", "|---" * len(BLIND_COLUMNS) + "|"]
+        lines.append("| " + " | ".join(f"{overall[MODEL][k]:.3f}" for k in BLIND_COLUMNS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(directory: Path, report: dict, panel: list, tile: int) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    columns = ["method", "bucket", "count", "ms_per_image", *IMAGE_COLUMNS, *BLIND_COLUMNS]
+    with (directory / "metrics.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, columns, extrasaction="ignore")
+        writer.writeheader()
+        for bucket, entry in report["buckets"].items():
+            for method, values in entry.items():
+                if method == "count":
+                    continue
+                ms = report["ms_per_image"].get(method)
+                writer.writerow(
+                    {"method": method, "bucket": bucket, "count": entry["count"]}
+                    | {"ms_per_image": ms}
+                    | values
+                )
+    tables = markdown_tables(report)
+    (directory / "metrics.md").write_text(tables)
+    if panel:
+        write_panel(directory / "panel.png", panel, tile)
+    print(tables)
+    log.info("evaluation written to %s", directory)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()
