@@ -8,14 +8,17 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+# inpaint.predict's own folder: there `mask=FILE` is a key, not the conf/mask/ group.
+PREDICT_CONF_DIR = CONF_DIR / "predict"
 
 
-def compose_config(name: str = "train", overrides: list[str] | None = None) -> DictConfig:
-    """The config `python -m inpaint.run` would see, without running Hydra's job machinery.
-
-    Interpolations that need a running job (`${hydra:...}`) stay unresolved.
+def compose_config(
+    name: str = "train", overrides: list[str] | None = None, config_dir: Path = CONF_DIR
+) -> DictConfig:
+    """The config `python -m inpaint.run` (or another app) would see, without running Hydra's
+    job machinery. Interpolations that need a running job (`${hydra:...}`) stay unresolved.
     """
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
         return compose(config_name=name, overrides=overrides or [], return_hydra_config=False)
 
 

@@ -1,0 +1,222 @@
+"""`python -m inpaint.predict`: results keep each image's size, depth, channels and orientation,
+change only the hole, and never touch the inputs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from inpaint.config import PREDICT_CONF_DIR, compose_config
+from inpaint.data.images import read_pixels, to_float_rgb, write_pixels
+from inpaint.inference import Inpainter
+from inpaint.predict import PredictReport, predict
+from tests.conftest import QUIET_OFFLINE, ROOT
+
+
+def photos() -> dict[str, np.ndarray]:
+    """Odd sizes in every format the command takes; the 37x45 ones share a batch."""
+    rng = np.random.default_rng(0)
+    alpha = np.tile(np.linspace(0, 255, 45).astype(np.uint8), (37, 1))
+    return {
+        "grey.png": rng.integers(0, 256, (301, 457), np.uint8),
+        "rgb.jpg": rng.integers(0, 256, (37, 45, 3), np.uint8),
+        "rgba.png": np.dstack([rng.integers(0, 256, (37, 45, 3), np.uint8), alpha]),
+        "deep.tif": rng.integers(0, 65536, (37, 45, 3), np.uint16),
+        "sub/grey16.png": rng.integers(0, 65536, (37, 45), np.uint16),
+    }
+
+
+def write_photos(folder: Path, images: dict[str, np.ndarray]) -> None:
+    for name, pixels in images.items():
+        write_pixels(folder / name, pixels)
+
+
+def hole_mask(shape: tuple, seed: int = 1) -> np.ndarray:
+    """8-bit mask, 255 = hole: a block and scattered pixels."""
+    rng = np.random.default_rng(seed)
+    mask = np.where(rng.random(shape[:2]) < 0.05, 255, 0).astype(np.uint8)
+    mask[shape[0] // 4 : shape[0] // 2, shape[1] // 3 : shape[1] // 2] = 255
+    return mask
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def run(ckpt: Path, source: Path, output: Path, *overrides: str) -> PredictReport:
+    arguments = [f"ckpt_path={ckpt}", f"input={source}", f"output={output}", *overrides]
+    return predict(compose_config("predict", arguments, PREDICT_CONF_DIR))
+
+
+def check_result(source: Path, result: Path, intact: np.ndarray) -> None:
+    """Same shape and depth, intact pixels (and alpha) byte for byte the input's, hole painted."""
+    raw, out = read_pixels(source), read_pixels(result)
+    assert (out.shape, out.dtype) == (raw.shape, raw.dtype)
+    assert np.array_equal(out[intact], raw[intact])
+    if raw.ndim == 3 and raw.shape[2] == 4:
+        assert np.array_equal(out[..., 3], raw[..., 3])
+    assert not np.array_equal(out[~intact], raw[~intact])
+
+
+@pytest.mark.parametrize("kind", ["ipn", "unet"])
+def test_given_masks_change_only_the_hole_of_every_format(kind, trained_checkpoint, tmp_path):
+    source, masks, output = tmp_path / "in", tmp_path / "masks", tmp_path / "out"
+    write_photos(source, photos())
+    for name, pixels in photos().items():
+        write_pixels((masks / name).with_suffix(".png"), hole_mask(pixels.shape))
+    before = snapshot(source)
+
+    report = run(trained_checkpoint(kind), source, output, f"mask={masks}")
+
+    assert not report.failed and len(report.written) == len(photos())
+    for name, pixels in photos().items():
+        check_result(
+            source / name, (output / name).with_suffix(".png"), hole_mask(pixels.shape) == 0
+        )
+    assert snapshot(source) == before
+
+
+def test_blind_model_predicts_the_hole_and_reports_unreadable_files(
+    trained_checkpoint, tmp_path, monkeypatch, caplog
+):
+    ckpt, source, output = trained_checkpoint("blind"), tmp_path / "in", tmp_path / "out"
+    images = {name: photos()[name] for name in ("rgba.png", "sub/grey16.png")}
+    images["big.png"] = np.random.default_rng(2).integers(0, 256, (64, 80, 3), np.uint8)
+    write_photos(source, images)
+    (source / "broken.png").write_bytes(np.random.default_rng(3).bytes(200))
+    # An untrained MPN predicts about the same damage everywhere: split it at its median.
+    first = torch.from_numpy(to_float_rgb(images["big.png"])).permute(2, 0, 1)[None]
+    threshold = Inpainter.from_checkpoint(ckpt)(first)["mask"].median().item()
+    load = Inpainter.from_checkpoint
+
+    def with_threshold(path, **kwargs):
+        inpainter = load(path, **kwargs)
+        inpainter.intact_below = threshold
+        return inpainter
+
+    monkeypatch.setattr(Inpainter, "from_checkpoint", staticmethod(with_threshold))
+
+    with caplog.at_level(logging.ERROR):
+        report = run(ckpt, source, output, "save_mask=true", "save_edges=true", "max_side=48")
+
+    assert list(report.failed) == [source / "broken.png"]
+    assert "broken.png" in caplog.text and "cannot decode" in caplog.text
+    assert len(report.written) == len(images)  # big.png inpainted at 48 px, written at 64x80
+    for name, pixels in images.items():
+        png = Path(name).with_suffix(".png")
+        saved = {folder: read_pixels(output / folder / png) for folder in ("masks", "edges")}
+        assert all(p.shape == pixels.shape[:2] and p.dtype == np.uint8 for p in saved.values())
+        intact = saved["masks"] / 255 < threshold - 1 / 255
+        assert intact.any()
+        check_result(source / name, output / png, intact)
+
+
+def test_unet_without_mask_repaints_upright_images_with_distinct_names(
+    trained_checkpoint, tmp_path
+):
+    source, output = tmp_path / "in", tmp_path / "out"
+    write_photos(source, {"a.png": photos()["rgba.png"]})
+    stored = Image.fromarray(photos()["rgb.jpg"][:30, :40])
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 40 wide, shown rotated a quarter turn: 30 wide, 40 high
+    stored.save(source / "a.jpg", exif=exif)
+
+    report = run(trained_checkpoint("unet"), source, output)
+
+    assert sorted(report.written) == [output / "a.jpg.png", output / "a.png"]
+    assert read_pixels(output / "a.jpg.png").shape == (40, 30, 3)
+    check_result(source / "a.png", output / "a.png", np.zeros((37, 45), bool))
+
+
+def test_large_image_is_inpainted_reduced_and_written_full_size(trained_checkpoint, tmp_path):
+    image, mask, output = tmp_path / "photo.png", tmp_path / "photo_mask.png", tmp_path / "out"
+    pixels = np.random.default_rng(4).integers(0, 256, (64, 80, 3), np.uint8)
+    write_pixels(image, pixels)
+    write_pixels(mask, 255 - hole_mask(pixels.shape))  # black holes
+    overrides = [f"mask={mask}", "mask_invert=true", "max_side=32", "save_mask=true"]
+
+    run(trained_checkpoint("ipn"), image, output, *overrides)
+
+    check_result(image, output / "photo.png", hole_mask(pixels.shape) == 0)
+    assert np.array_equal(read_pixels(output / "masks" / "photo.png"), hole_mask(pixels.shape))
+
+
+def test_missing_or_mismatched_masks_fail_their_image_only(trained_checkpoint, tmp_path):
+    source, masks, output = tmp_path / "in", tmp_path / "masks", tmp_path / "out"
+    images = {name: photos()["rgb.jpg"] for name in ("a.png", "b.png", "c.png")}
+    write_photos(source, images)
+    write_pixels(masks / "a.png", hole_mask((36, 45)))
+    write_pixels(masks / "b.png", hole_mask((37, 45)))
+
+    report = run(trained_checkpoint("ipn"), source, output, f"mask={masks}")
+
+    assert report.written == [output / "b.png"]
+    assert str(masks / "a.png") in report.failed[source / "a.png"]
+    assert str(source / "a.png") in report.failed[source / "a.png"]
+    assert "no mask for image c.png" in report.failed[source / "c.png"]
+
+
+def test_refuses_to_overwrite_inputs_or_earlier_results(trained_checkpoint, tmp_path):
+    ckpt, source = trained_checkpoint("unet"), tmp_path / "in"
+    write_photos(source, {"a.png": photos()["rgb.jpg"], "b.png": photos()["rgb.jpg"]})
+    before = snapshot(source)
+    with pytest.raises(ValueError, match=r"output file .*a\.png is the input file"):
+        run(ckpt, source, source)
+    assert snapshot(source) == before
+
+    run(ckpt, source, tmp_path / "out")
+    with pytest.raises(FileExistsError, match=r"a\.png already exists \(2 output files.*overwrite"):
+        run(ckpt, source, tmp_path / "out")
+    assert len(run(ckpt, source, tmp_path / "out", "overwrite=true").written) == 2
+
+
+def test_refuses_configs_that_cannot_work(trained_checkpoint, tmp_path, monkeypatch):
+    write_photos(tmp_path / "in", {"a.png": photos()["rgb.jpg"]})
+    ipn = trained_checkpoint("ipn")
+    with pytest.raises(ValueError, match="ckpt_path is required"):
+        predict(
+            compose_config("predict", [f"input={tmp_path}", f"output={tmp_path}"], PREDICT_CONF_DIR)
+        )
+    with pytest.raises(FileNotFoundError, match="input=.*nowhere does not exist"):
+        run(ipn, tmp_path / "nowhere", tmp_path / "out")
+    with pytest.raises(ValueError, match="is one file but input=.* is a folder"):
+        run(ipn, tmp_path / "in", tmp_path / "out", f"mask={tmp_path / 'in' / 'a.png'}")
+    with pytest.raises(ValueError, match=r"needs mask=FILE_OR_DIR"):
+        run(ipn, tmp_path / "in", tmp_path / "out")
+    joint = SimpleNamespace(kind="joint_epn_mpn", paints=False)
+    monkeypatch.setattr(Inpainter, "from_checkpoint", staticmethod(lambda path, **_: joint))
+    with pytest.raises(ValueError, match="paints nothing; use a blind, ipn or unet checkpoint"):
+        run(ipn, tmp_path / "in", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_command_writes_what_it_can_and_exits_nonzero_on_a_broken_file(
+    trained_checkpoint, tmp_path
+):
+    source, output = tmp_path / "in", tmp_path / "out"
+    write_photos(source, {"good.png": photos()["rgb.jpg"]})
+    (source / "broken.png").write_bytes(b"not an image")
+    arguments = [f"ckpt_path={trained_checkpoint('unet')}", f"input={source}", f"output={output}"]
+
+    result = subprocess.run(
+        [sys.executable, "-m", "inpaint.predict", *arguments, f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=ROOT,
+        env={**os.environ, **QUIET_OFFLINE},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "1 of 2 images failed" in result.stdout and "broken.png" in result.stdout
+    assert read_pixels(output / "good.png").shape == (37, 45, 3)
+    assert "broken.png" in (tmp_path / "run" / "predict.log").read_text()
