@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 train: install
-	$(BIN)/python -m inpaint.run experiment=joint_epn_mpn $(ARGS)
+	$(BIN)/python -m inpaint.run experiment=blind $(ARGS)
 
 test: install
 	$(BIN)/python -m pytest $(ARGS)
