@@ -1,9 +1,11 @@
 """`python -m inpaint.bench`: throughput numbers, printed as tables and written to JSON.
 
 Sections: mask synthesis (one core, as in one data-loader worker), Canny edges (OpenCV
-worker path vs kornia tensor path), and the networks (training images/s, inference ms per
-image and peak memory, fp32 and bf16-mixed, on the CPU unless a GPU is present). Each
-network measurement runs in a fresh process so its peak memory is its own.
+worker path vs kornia tensor path), the networks (training images/s, inference ms per
+image and peak memory, fp32 and bf16-mixed), and the blind pipeline (MPN, Canny + EPN, IPN
+behind `inpaint.inference.Inpainter`: ms per damaged photo, in total and per stage), on the
+CPU unless a GPU is present. Each network and pipeline measurement runs in a fresh process
+so its peak memory is its own.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from hydra.utils import instantiate
 
 from inpaint.config import compose_config, mask_generator_names
 from inpaint.data.edges import EdgeDetector
+from inpaint.inference import Inpainter
 
 
 def masks_per_second(generator, size: int, seconds: float) -> float:
@@ -203,6 +206,84 @@ def bench_networks(
     return rows
 
 
+def damaged_photo(size: int) -> torch.Tensor:
+    """A crop of a real photo, (1, 3, size, size) in [0, 1], with a square of noise in it."""
+    from inpaint.data.sources import SamplePhotos
+
+    photo = SamplePhotos().split("test")[0][:size, :size]
+    image = torch.from_numpy(photo).permute(2, 0, 1)[None].contiguous()
+    hole = slice(size // 4, size // 2)
+    side = hole.stop - hole.start
+    generator = torch.Generator().manual_seed(0)
+    image[..., hole, hole] = torch.rand(1, 3, side, side, generator=generator)
+    return image
+
+
+def _mark_network_ends(inpainter: Inpainter, marks: list[float]) -> None:
+    """Append the time each network of the chain finishes to `marks`."""
+
+    def mark(*_):
+        if inpainter.device.type == "cuda":
+            torch.cuda.synchronize()
+        marks.append(time.perf_counter())
+
+    for network in inpainter.module.generator.values():
+        network.register_forward_hook(mark)
+
+
+def _measure_pipeline(overrides: list[str], size: int, precision: str, seconds: float, queue):
+    """Runs in a child process: the fastest of at least 3 calls (the one least disturbed by
+    other processes), in total and per stage, and peak memory.
+
+    A stage runs from the previous network's end to its own: the EPN's includes the sigmoid
+    of the mask and Canny, the last one the blending and the copy back to the CPU.
+    """
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    torch.manual_seed(0)  # random weights: the time does not depend on them
+    module = instantiate(compose_config("train", ["experiment=blind", *overrides]).model)
+    inpainter = Inpainter(module, device="auto", precision=precision)
+    damaged = damaged_photo(size)
+    marks: list[float] = []
+    _mark_network_ends(inpainter, marks)
+    inpainter(damaged)  # warm-up
+    calls, start = [], time.perf_counter()
+    while time.perf_counter() - start < seconds or len(calls) < 3:
+        marks.clear()
+        begin = time.perf_counter()
+        inpainter(damaged)
+        calls.append([begin, *marks[:-1], time.perf_counter()])
+    bounds = min(calls, key=lambda bounds: bounds[-1] - bounds[0])
+    stages = zip(module.generator, bounds[:-1], bounds[1:], strict=True)
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    queue.put(
+        {
+            "precision": precision,
+            "size": size,
+            "ms_per_image": 1e3 * (bounds[-1] - bounds[0]),
+            **{f"{name}_ms": 1e3 * (end - begin) for name, begin, end in stages},
+            "peak_mem_mib": (peak_kib - baseline) / 1024,
+        }
+    )
+
+
+def bench_pipeline(
+    overrides: list[str], size: int, precisions: list[str], seconds: float
+) -> list[dict]:
+    """The blind model of `experiment=blind` (its widths changed by `overrides`) restoring
+    one damaged photo with no mask given, per Inpainter precision ("32", "bf16")."""
+    context = multiprocessing.get_context("spawn")
+    rows = []
+    for precision in precisions:
+        queue = context.Queue()
+        child = context.Process(
+            target=_measure_pipeline, args=(overrides, size, precision, seconds, queue)
+        )
+        child.start()
+        rows.append(queue.get())
+        child.join()
+    return rows
+
+
 def print_table(title: str, rows: list[dict]) -> None:
     columns = list(rows[0])
     width = {c: max(len(c), *(len(_fmt(r[c])) for r in rows)) for c in columns}
@@ -216,7 +297,7 @@ def _fmt(value) -> str:
     return f"{value:,.1f}" if isinstance(value, float) else str(value)
 
 
-SECTIONS = ("masks", "edges", "networks")
+SECTIONS = ("masks", "edges", "networks", "pipeline")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -234,6 +315,13 @@ def main(argv: list[str] | None = None) -> dict:
         help="image sides; batch 8 at 64 px and below, 4 above",
     )
     parser.add_argument("--steps", type=int, default=4, help="timed training steps per setting")
+    parser.add_argument("--pipeline-size", type=int, default=256, help="photo side in pixels")
+    parser.add_argument(
+        "--pipeline-overrides",
+        nargs="*",
+        default=[],
+        help="Hydra overrides of the blind model, e.g. model.mpn.base=8 (default: paper widths)",
+    )
     parser.add_argument("--output", type=Path, default=Path("logs/bench/bench.json"))
     args = parser.parse_args(argv)
 
@@ -266,6 +354,15 @@ def main(argv: list[str] | None = None) -> dict:
         print("\nNetworks (training img/s, inference ms/img, peak memory above the idle process):")
         settings = [(size, 8 if size <= 64 else 4, args.steps) for size in args.network_sizes]
         results["networks"] = bench_networks(args.networks, settings, args.precisions)
+    if "pipeline" in args.sections:
+        precisions = [p.removesuffix("-mixed") for p in args.precisions]
+        results["pipeline"] = bench_pipeline(
+            args.pipeline_overrides, args.pipeline_size, precisions, args.seconds
+        )
+        print_table(
+            "Blind pipeline, ms per damaged photo given no mask (the EPN stage includes Canny)",
+            results["pipeline"],
+        )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwritten to {args.output}")

@@ -3,7 +3,13 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from inpaint.networks.epn import EdgeGenerator, PatchDiscriminator, ResidualBlock
+from inpaint.networks.epn import (
+    EdgeGenerator,
+    InstanceNorm,
+    PatchDiscriminator,
+    ResidualBlock,
+    RowSumConv2d,
+)
 
 CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 
@@ -134,6 +140,24 @@ def test_paper_width_parameter_counts():
     assert gated != plain
     # Spectral norm changes no parameter count (u and v are buffers).
     assert n_params(EdgeGenerator(use_spectral_norm=False)) == plain
+
+
+def test_instance_norm_matches_pytorchs_on_offset_activations():
+    x = torch.randn(2, 8, 24, 40, dtype=torch.float64) * 3 + 5
+    expected = nn.functional.instance_norm(x)
+    torch.testing.assert_close(InstanceNorm(8)(x.float()).double(), expected, atol=1e-5, rtol=0)
+
+
+def test_row_sum_conv_matches_a_plain_conv_with_the_same_weights():
+    torch.manual_seed(0)
+    conv = RowSumConv2d(16, 2, 7)
+    x = torch.randn(2, 16, 20, 26)
+    expected = nn.functional.conv2d(x, conv.weight, conv.bias)
+    torch.testing.assert_close(conv(x), expected, atol=1e-5, rtol=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = conv(x)
+    assert low.dtype == torch.float32  # summed in float32
+    torch.testing.assert_close(low, expected, atol=0.02, rtol=0.01)  # a bf16 conv: ~6e-3
 
 
 @pytest.mark.parametrize("size", [(64, 64), (64, 96)])

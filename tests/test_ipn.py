@@ -207,7 +207,8 @@ def test_attention_runs_in_float32_under_autocast():
         low = attention(x.bfloat16(), x.bfloat16(), mask)
     assert same.dtype == torch.float32
     torch.testing.assert_close(same, expected, atol=1e-5, rtol=1e-5)
-    assert low.dtype == torch.bfloat16 and torch.isfinite(low).all()
+    assert low.dtype == torch.bfloat16  # scores in float32, the paste in bf16
+    assert (low.float() - expected).abs().mean() < 0.01  # mostly the inputs' bf16 rounding
 
 
 def test_generator_forward_under_bf16_autocast():

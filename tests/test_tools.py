@@ -6,10 +6,11 @@ import json
 import re
 
 import cv2
+import pytest
 
 from inpaint import bench
 from inpaint.config import mask_generator_names
-from tests.conftest import run_module
+from tests.conftest import TINY_MODELS, run_module
 
 
 def test_preview_writes_a_grid_and_prints_hole_statistics_within_bounds(tmp_path):
@@ -52,3 +53,18 @@ def test_bench_measures_a_network_in_its_own_process(tmp_path):
     assert (row["network"], row["size"], row["batch"], row["precision"]) == ("mpn", 32, 8, "32")
     assert row["train_img_per_s"] > 0 and row["infer_ms_per_img"] > 0
     assert row["peak_mem_mib"] >= 0  # above the idle process: a toy network may add nothing
+
+
+def test_bench_times_the_blind_pipeline_and_its_stages(tmp_path, capsys):
+    output = tmp_path / "bench.json"
+    arguments = ["--sections", "pipeline", "--pipeline-size", "32", "--seconds", "0"]
+    overrides = ["--pipeline-overrides", *TINY_MODELS["blind"]]
+    bench.main([*arguments, *overrides, "--output", str(output)])
+    rows = json.loads(output.read_text())["pipeline"]
+    assert [(row["precision"], row["size"]) for row in rows] == [("32", 32), ("bf16", 32)]
+    for row in rows:
+        stages = [row["mpn_ms"], row["epn_ms"], row["ipn_ms"]]
+        assert min(stages) > 0
+        assert sum(stages) == pytest.approx(row["ms_per_image"])
+        assert row["peak_mem_mib"] >= 0
+    assert "Blind pipeline" in capsys.readouterr().out

@@ -9,15 +9,51 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from inpaint.networks.blocks import GatedConv2d, maybe_spectral_norm, require_divisible
 
 CONV_TYPES = ("plain", "gated")
 
 
-def _norm(channels: int) -> nn.Module:
-    """Instance norm without running statistics: train and eval normalise the same way."""
-    return nn.InstanceNorm2d(channels, track_running_stats=False)
+class InstanceNorm(nn.InstanceNorm2d):
+    """Instance norm without affine parameters or running statistics: train and eval
+    normalise the same way.
+
+    Computed as group norm with one channel per group, the same normalisation: PyTorch's
+    group-norm kernel is as accurate and about five times faster on the CPU (instance norm
+    runs batch norm's training path on a reshaped copy). Its channels-last kernel is not as
+    accurate (a plain sum of squares), so the EPN runs in NCHW.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__(channels, track_running_stats=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.group_norm(x, self.num_features, eps=self.eps)
+
+
+class RowSumConv2d(nn.Conv2d):
+    """A stride-1 unpadded convolution to few channels (EPN's 7x7 output layer), computed as
+    a (1, k) convolution to `out_channels * k` channels whose k row-shifted maps are summed.
+
+    The same weights and result up to float rounding: oneDNN runs a convolution to one
+    channel three to five times slower than this. The sum runs, and the output comes, in
+    float32.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int):
+        super().__init__(in_channels, out_channels, kernel_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out_channels, in_channels, rows, width = self.weight.shape
+        row_weight = self.weight.transpose(1, 2).reshape(out_channels * rows, in_channels, 1, width)
+        maps = F.conv2d(x, row_weight).float().unflatten(1, (out_channels, rows))
+        height = maps.shape[-2] - rows + 1
+        out = maps[:, :, 0, :height] + self.bias.view(1, -1, 1, 1)
+        for row in range(1, rows):
+            out += maps[:, :, row, row : row + height]
+        return out
 
 
 class _ConvFactory:
@@ -79,10 +115,10 @@ class ResidualBlock(nn.Module):
         super().__init__()
         self.body = nn.Sequential(
             factory.reflect(channels, channels, 3, dilation=dilation),
-            _norm(channels),
+            InstanceNorm(channels),
             nn.ReLU(inplace=True),
             factory.reflect(channels, channels, 3),
-            _norm(channels),
+            InstanceNorm(channels),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -119,25 +155,25 @@ class EdgeGenerator(nn.Module):
         c1, c2, c4 = base, 2 * base, 4 * base
         self.encoder = nn.Sequential(
             make.reflect(in_channels, c1, 7),
-            _norm(c1),
+            InstanceNorm(c1),
             nn.ReLU(inplace=True),
             make.down(c1, c2),
-            _norm(c2),
+            InstanceNorm(c2),
             nn.ReLU(inplace=True),
             make.down(c2, c4),
-            _norm(c4),
+            InstanceNorm(c4),
             nn.ReLU(inplace=True),
         )
         self.middle = nn.Sequential(*(ResidualBlock(c4, make) for _ in range(residual_blocks)))
         self.decoder = nn.Sequential(
             make.up(c4, c2),
-            _norm(c2),
+            InstanceNorm(c2),
             nn.ReLU(inplace=True),
             make.up(c2, c1),
-            _norm(c1),
+            InstanceNorm(c1),
             nn.ReLU(inplace=True),
             nn.ReflectionPad2d(3),
-            nn.Conv2d(c1, 1, 7),
+            RowSumConv2d(c1, 1, 7),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -180,7 +216,7 @@ class PatchDiscriminator(nn.Module):
             conv = nn.Conv2d(channels, width, 4, stride=stride, padding=1, bias=not normed)
             layer = [maybe_spectral_norm(conv, use_spectral_norm)]
             if normed:
-                layer.append(_norm(width))
+                layer.append(InstanceNorm(width))
             layer.append(nn.LeakyReLU(0.2, inplace=True))
             self.layers.append(nn.Sequential(*layer))
             channels = width

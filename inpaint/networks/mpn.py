@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from inpaint.networks.blocks import require_divisible
+from inpaint.networks.blocks import channels_last_on_cpu, require_divisible
 
 
 def conv_bn_relu(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
@@ -83,7 +83,7 @@ class MaskPredictionNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         require_divisible("MaskPredictionNetwork", x, self.factor)
-        x = self.stem(x)
+        x = self.stem(channels_last_on_cpu(x))
         skips = []
         for down in self.down:
             skips.append(x)
