@@ -8,6 +8,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+from hydra.utils import instantiate
 from omegaconf import open_dict
 from skimage.metrics import structural_similarity
 
@@ -181,3 +182,9 @@ def test_missing_checkpoint_is_named(tmp_path):
     cfg = evaluate_config(tmp_path, tmp_path / "none.ckpt")
     with pytest.raises(FileNotFoundError, match="none.ckpt"):
         evaluate(cfg)
+
+
+def test_training_refuses_mask_files(tmp_path):
+    cfg = compose_config("train", ["mask=files", f"mask.root={tmp_path}"])
+    with pytest.raises(Exception, match="draws masks, but mask is a MaskFiles"):
+        instantiate(cfg.data, mask=instantiate(cfg.mask))

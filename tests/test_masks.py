@@ -12,6 +12,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from inpaint.config import mask_generator_names
 from inpaint.data.masks import (
     FreeFormMask,
     GreyscaleMask,
@@ -23,7 +24,7 @@ from inpaint.data.masks import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-MASK_NAMES = sorted(path.stem for path in (ROOT / "conf" / "mask").glob("*.yaml"))
+MASK_NAMES = mask_generator_names()  # `files` reads masks: tests/test_evaluate.py
 SIZES = (64, 256)
 DRAWS = {64: 200, 256: 60}
 GREYSCALE_TARGET = "inpaint.data.masks.GreyscaleMask"
