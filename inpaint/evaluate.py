@@ -76,14 +76,12 @@ def config_or_stored(cfg: DictConfig, key: str, stored: dict) -> dict:
     return stored[key]
 
 
-def split_samples(data: dict, mask, split: str) -> Iterator[Sample]:
+def split_samples(dataset) -> Iterator[Sample]:
     """The data module's seeded evaluation crops, masks and damage, as the run's test saw them."""
-    datamodule = instantiate({**data, "edges": None}, mask=mask)
-    dataset = datamodule.dataset(split)
     for index in range(len(dataset)):
         item = dataset[index]
         yield Sample(
-            f"{split}/{index}",
+            f"{dataset.split}/{index}",
             item["image"].permute(1, 2, 0).numpy(),
             item["mask"][0].numpy(),
             item["damaged"].permute(1, 2, 0).numpy(),
@@ -121,9 +119,8 @@ def samples(cfg: DictConfig, stored: dict) -> tuple[Iterator[Sample], int]:
     if isinstance(mask, MaskFiles):
         raise ValueError("mask=files matches masks to whole images by name: give images=DIR")
     data = config_or_stored(cfg, "data", stored)
-    stream = split_samples(data, mask, cfg.split)
-    length = data.get("eval_length") or len(instantiate(data["source"]).split(cfg.split))
-    return stream, length
+    dataset = instantiate({**data, "edges": None}, mask=mask).dataset(cfg.split)
+    return split_samples(dataset), len(dataset)
 
 
 # -- scoring ---------------------------------------------------------------------------
