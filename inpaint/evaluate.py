@@ -16,6 +16,7 @@ import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 import cv2
@@ -32,7 +33,7 @@ from inpaint.data.damage import damage, make_fill
 from inpaint.data.dataset import split_key
 from inpaint.data.images import list_images, read_image, write_image
 from inpaint.data.mask_files import MaskFiles
-from inpaint.inference import Inpainter, load_checkpoint
+from inpaint.inference import Inpainter
 from inpaint.models.metrics import EdgeMetrics, ImageMetrics, MaskMetrics
 from inpaint.visual import image_grid
 
@@ -88,11 +89,8 @@ def split_samples(dataset) -> Iterator[Sample]:
         )
 
 
-def folder_samples(root: Path, mask, seed: int) -> Iterator[Sample]:
+def folder_samples(root: Path, paths: list[Path], mask, seed: int) -> Iterator[Sample]:
     """Every image below `root` at its own size, with its mask file or a seeded drawn mask."""
-    paths = list_images(root)
-    if not paths:
-        raise FileNotFoundError(f"images={root} holds no image files")
     for index, path in enumerate(paths):
         image = read_image(path)
         relative = path.relative_to(root)
@@ -115,7 +113,10 @@ def samples(cfg: DictConfig, stored: dict) -> tuple[Iterator[Sample], int]:
         root = Path(cfg.images)
         if not root.is_dir():
             raise FileNotFoundError(f"images={root} is not a folder")
-        return folder_samples(root, mask, cfg.seed), len(list_images(root))
+        paths = list_images(root)
+        if not paths:
+            raise FileNotFoundError(f"images={root} holds no image files")
+        return folder_samples(root, paths, mask, cfg.seed), len(paths)
     if isinstance(mask, MaskFiles):
         raise ValueError("mask=files matches masks to whole images by name: give images=DIR")
     data = config_or_stored(cfg, "data", stored)
@@ -172,17 +173,14 @@ def evaluate(cfg: DictConfig) -> dict:
     unknown = set(cfg.baselines) - set(BASELINES)
     if unknown:
         raise ValueError(f"baselines: unknown {sorted(unknown)}; expected some of {BASELINES}")
-    stored = load_checkpoint(cfg.ckpt_path)["hyper_parameters"]
     inpainter = Inpainter.from_checkpoint(
         cfg.ckpt_path, device=cfg.device, precision=str(cfg.precision)
     )
     give_mask = inpainter.needs_mask
-    stream, length = samples(cfg, stored)
+    stream, length = samples(cfg, inpainter.trained_with)
     total = min(length, cfg.limit) if cfg.limit else length
     scores, panel = Scores(), []
-    for number, sample in enumerate(tqdm(stream, total=total, desc="evaluate", unit="image")):
-        if number >= total:
-            break
+    for sample in tqdm(islice(stream, total), total=total, desc="evaluate", unit="image"):
         bucket = bucket_of(float(sample.mask.mean()), cfg.bucket_width)
         scores.count(bucket)
         image, mask = _tensor(sample.image), _tensor(sample.mask)

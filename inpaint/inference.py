@@ -79,6 +79,8 @@ class Inpainter:
         self.module = module.to(self.device).eval()
         self.edges = getattr(module, "edges", None) or edges or EdgeDetector()
         self.precision, self.intact_below = precision, intact_below
+        # The configs the checkpoint was trained with (model, data, mask), when loaded from one.
+        self.trained_with: dict = {}
         self.multiple = max(network.factor for network in self._networks())
 
     @classmethod
@@ -96,7 +98,9 @@ class Inpainter:
         module.load_state_dict(weights)
         edges_config = (stored.get("data") or {}).get("edges")
         edges = instantiate(edges_config) if edges_config else None
-        return cls(module, edges=edges, **kwargs)
+        inpainter = cls(module, edges=edges, **kwargs)
+        inpainter.trained_with = stored
+        return inpainter
 
     def _networks(self) -> list[torch.nn.Module]:
         if self.kind == "unet":
