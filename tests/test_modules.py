@@ -7,7 +7,9 @@ import torch
 from hydra.utils import instantiate
 
 from inpaint.config import compose_config
-from inpaint.models.gan import GANModule
+from inpaint.models.gan import GANModule, judge_together
+from inpaint.networks.epn import PatchDiscriminator
+from inpaint.networks.ipn import SNPatchGANDiscriminator
 from tests.conftest import TINY_MODELS
 from tests.conftest import quiet_trainer as trainer
 
@@ -125,3 +127,27 @@ def test_perceptual_and_style_losses_train_with_a_local_vgg_file(tmp_path):
     fit.fit(model, datamodule)
     assert "train/g_style" in fit.callback_metrics and "train/g_perceptual" in fit.callback_metrics
     assert all(not p.requires_grad for p in model.vgg.parameters())
+
+
+def test_judging_real_and_fake_together_equals_judging_each_alone():
+    """One discriminator call on both batches gives each batch's own logits and features."""
+    torch.manual_seed(0)
+    real, fake = torch.rand(3, 2, 64, 48), torch.rand(3, 2, 64, 48)
+    edge_critic = PatchDiscriminator(in_channels=2, base=8).eval()
+    (real_logits, real_features), (fake_logits, fake_features) = judge_together(
+        edge_critic, real, fake
+    )
+    for image, logits, features in (
+        (real, real_logits, real_features),
+        (fake, fake_logits, fake_features),
+    ):
+        alone_logits, alone_features = edge_critic(image)
+        torch.testing.assert_close(logits, alone_logits)
+        assert len(features) == len(alone_features)
+        for together, alone in zip(features, alone_features, strict=True):
+            torch.testing.assert_close(together, alone)
+
+    image_critic = SNPatchGANDiscriminator(in_channels=2, cnum=8).eval()
+    real_scores, fake_scores = judge_together(image_critic, real, fake)
+    torch.testing.assert_close(real_scores, image_critic(real))
+    torch.testing.assert_close(fake_scores, image_critic(fake))

@@ -20,8 +20,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from inpaint.data.edges import EdgeDetector, to_gray
-from inpaint.models.epn_module import merge_edges
-from inpaint.models.gan import GANModule
+from inpaint.models.epn_module import epn_judge_input, merge_edges
+from inpaint.models.gan import GANModule, judge_together
+from inpaint.models.ipn_module import ipn_judge_input
 from inpaint.models.losses import (
     discriminator_loss,
     feature_matching_loss,
@@ -204,18 +205,24 @@ class BlindInpainter(GANModule):
         return self.run_chain(batch["damaged"])
 
     def _judge_edges(self, edges, gray):
-        return self.discriminator["epn"](torch.cat([edges, gray], dim=1))
+        return self.discriminator["epn"](epn_judge_input(edges, gray))
 
     def _judge_image(self, image, mask, edges):
-        return self.discriminator["ipn"](torch.cat([image, mask, edges], dim=1))
+        return self.discriminator["ipn"](ipn_judge_input(image, mask, edges))
 
     def discriminator_loss(self, batch, fake):
-        real, _ = self._judge_edges(batch["edge"], batch["gray"])
-        generated, _ = self._judge_edges(fake["predicted_edges"], batch["gray"])
+        (real, _), (generated, _) = judge_together(
+            self.discriminator["epn"],
+            epn_judge_input(batch["edge"], batch["gray"]),
+            epn_judge_input(fake["predicted_edges"], batch["gray"]),
+        )
         loss = self.loss_weights["edge"] * discriminator_loss(self.adversarial, real, generated)
         if "ipn" in self.stages:
-            real = self._judge_image(batch["image"], fake["mask"], fake["edges"])
-            generated = self._judge_image(fake["output"], fake["mask"], fake["edges"])
+            real, generated = judge_together(
+                self.discriminator["ipn"],
+                ipn_judge_input(batch["image"], fake["mask"], fake["edges"]),
+                ipn_judge_input(fake["output"], fake["mask"], fake["edges"]),
+            )
             loss = loss + self.loss_weights["image"] * discriminator_loss(
                 self.image_adversarial, real, generated
             )

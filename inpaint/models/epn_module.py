@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from inpaint.data.edges import to_gray
-from inpaint.models.gan import GANModule
+from inpaint.models.gan import GANModule, judge_together
 from inpaint.models.losses import (
     discriminator_loss,
     feature_matching_loss,
@@ -20,6 +20,11 @@ def epn_input(
 ) -> torch.Tensor:
     """Generator input: grey damaged image, its edges outside the hole, and the mask."""
     return torch.cat([to_gray(damaged), damaged_edge, mask], dim=1)
+
+
+def epn_judge_input(edges: torch.Tensor, gray: torch.Tensor) -> torch.Tensor:
+    """Discriminator input: an edge map beside the grey image it belongs to."""
+    return torch.cat([edges, gray], dim=1)
 
 
 def merge_edges(predicted: torch.Tensor, known: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -51,17 +56,19 @@ class EPNModule(GANModule):
         edges = self.generator(epn_input(batch["damaged"], batch["damaged_edge"], batch["mask"]))
         return {"edges": edges}
 
-    def _judge(self, edges: torch.Tensor, gray: torch.Tensor):
-        return self.discriminator(torch.cat([edges, gray], dim=1))
-
     def discriminator_loss(self, batch, fake):
-        real_logits, _ = self._judge(batch["edge"], batch["gray"])
-        fake_logits, _ = self._judge(fake["edges"], batch["gray"])
+        (real_logits, _), (fake_logits, _) = judge_together(
+            self.discriminator,
+            epn_judge_input(batch["edge"], batch["gray"]),
+            epn_judge_input(fake["edges"], batch["gray"]),
+        )
         return discriminator_loss(self.adversarial, real_logits, fake_logits)
 
     def generator_loss(self, batch, fake, adversarial):
-        fake_logits, fake_features = self._judge(fake["edges"], batch["gray"])
-        _, real_features = self._judge(batch["edge"], batch["gray"])
+        fake_logits, fake_features = self.discriminator(
+            epn_judge_input(fake["edges"], batch["gray"])
+        )
+        _, real_features = self.discriminator(epn_judge_input(batch["edge"], batch["gray"]))
         terms = {"feature_matching": feature_matching_loss(real_features, fake_features)}
         loss = self.feature_matching_weight * terms["feature_matching"]
         if adversarial:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from inpaint.models.gan import GANModule
+from inpaint.models.gan import GANModule, judge_together
 from inpaint.models.losses import (
     discriminator_loss,
     generator_adversarial_loss,
@@ -18,6 +18,11 @@ from inpaint.networks.vgg import VGG19Features
 def composite(output: torch.Tensor, damaged: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Keep the pixels the mask calls intact (m == 0) and take every other one from the output."""
     return torch.where(mask > 0, output, damaged)
+
+
+def ipn_judge_input(image: torch.Tensor, mask: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    """Discriminator input: an image beside its hole mask and edge map."""
+    return torch.cat([image, mask, edges], dim=1)
 
 
 class IPNModule(GANModule):
@@ -54,14 +59,14 @@ class IPNModule(GANModule):
         coarse, refined = self.generator(batch["damaged"], batch["mask"], batch["edge"])
         return {"coarse": coarse, "refined": refined}
 
-    def _judge(self, image, batch):
-        return self.discriminator(torch.cat([image, batch["mask"], batch["edge"]], dim=1))
-
     def discriminator_loss(self, batch, fake):
         completed = composite(fake["refined"], batch["damaged"], batch["mask"])
-        return discriminator_loss(
-            self.adversarial, self._judge(batch["image"], batch), self._judge(completed, batch)
+        real, generated = judge_together(
+            self.discriminator,
+            ipn_judge_input(batch["image"], batch["mask"], batch["edge"]),
+            ipn_judge_input(completed, batch["mask"], batch["edge"]),
         )
+        return discriminator_loss(self.adversarial, real, generated)
 
     def generator_loss(self, batch, fake, adversarial):
         image = batch["image"]
@@ -85,7 +90,8 @@ class IPNModule(GANModule):
         if adversarial:
             completed = composite(fake["refined"], batch["damaged"], batch["mask"])
             terms["adversarial"] = generator_adversarial_loss(
-                self.adversarial, self._judge(completed, batch)
+                self.adversarial,
+                self.discriminator(ipn_judge_input(completed, batch["mask"], batch["edge"])),
             )
             loss = loss + self.adversarial_weight * terms["adversarial"]
         terms["loss"] = loss
