@@ -151,34 +151,3 @@ def test_judging_real_and_fake_together_equals_judging_each_alone():
     real_scores, fake_scores = judge_together(image_critic, real, fake)
     torch.testing.assert_close(real_scores, image_critic(real))
     torch.testing.assert_close(fake_scores, image_critic(fake))
-
-
-@pytest.mark.parametrize("weight", [0.0, 2.0])
-def test_edge_bce_term_is_the_class_balanced_bce_of_the_edge_map(weight):
-    model, datamodule = build("epn", [f"model.edge_bce_weight={weight}"])
-    datamodule.setup("fit")
-    batch = next(iter(datamodule.train_dataloader()))
-    fake = model.generate(batch)
-    terms = model.generator_loss(batch, fake, adversarial=True)
-    edgeconnect = 10 * terms["feature_matching"] + terms["adversarial"]
-    if not weight:
-        assert "edge_bce" not in terms
-        torch.testing.assert_close(terms["loss"], edgeconnect)
-        return
-    edges, target = fake["edges"], batch["edge"]
-    positive = target.mean()
-    expected = -(
-        2 * (1 - positive) * target * edges.log() + 2 * positive * (1 - target) * (1 - edges).log()
-    ).mean()
-    torch.testing.assert_close(terms["edge_bce"], expected)
-    torch.testing.assert_close(terms["loss"], edgeconnect + weight * expected)
-
-
-def test_blind_model_adds_the_edge_bce_term_to_its_edge_stage():
-    model, datamodule = build("joint_epn_mpn", ["model.edge_bce_weight=3"])
-    datamodule.setup("fit")
-    batch = next(iter(datamodule.train_dataloader()))
-    terms = model.generator_loss(batch, model.generate(batch), adversarial=True)
-    edge = 10 * terms["edge_feature_matching"] + terms["edge_adversarial"]
-    assert terms["edge_bce"] > 0
-    torch.testing.assert_close(terms["loss"], terms["mask"] + edge + 3 * terms["edge_bce"])

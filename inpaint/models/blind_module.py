@@ -24,7 +24,6 @@ from inpaint.models.epn_module import epn_judge_input, merge_edges
 from inpaint.models.gan import GANModule, judge_together
 from inpaint.models.ipn_module import ipn_judge_input
 from inpaint.models.losses import (
-    class_balanced_bce_on_probabilities,
     discriminator_loss,
     feature_matching_loss,
     generator_adversarial_loss,
@@ -69,7 +68,6 @@ class BlindInpainter(GANModule):
         stage_checkpoints: dict | None = None,
         freeze: list[str] | tuple[str, ...] = (),
         feature_matching_weight: float = 10.0,
-        edge_bce_weight: float = 0.0,
         l1_coarse_weight: float = 1.0,
         l1_refined_weight: float = 1.0,
         edge_adversarial: str = "nsgan",
@@ -111,7 +109,6 @@ class BlindInpainter(GANModule):
         self.optimizer_groups = optimizer_groups or {}
         self.discriminator_groups = discriminator_groups or {}
         self.feature_matching_weight = feature_matching_weight
-        self.edge_bce_weight = edge_bce_weight
         self.l1_coarse_weight, self.l1_refined_weight = l1_coarse_weight, l1_refined_weight
         checkpoints = {k: v for k, v in (stage_checkpoints or {}).items() if v}
         if mode == "staged" and set(checkpoints) != set(stages):
@@ -238,11 +235,6 @@ class BlindInpainter(GANModule):
         _, real_features = self._judge_edges(batch["edge"], batch["gray"])
         terms["edge_feature_matching"] = feature_matching_loss(real_features, fake_features)
         edge = self.feature_matching_weight * terms["edge_feature_matching"]
-        if self.edge_bce_weight:
-            terms["edge_bce"] = class_balanced_bce_on_probabilities(
-                fake["predicted_edges"], batch["edge"]
-            )
-            edge = edge + self.edge_bce_weight * terms["edge_bce"]
         if adversarial:
             terms["edge_adversarial"] = generator_adversarial_loss(self.adversarial, fake_logits)
             edge = edge + self.adversarial_weight * terms["edge_adversarial"]

@@ -7,7 +7,6 @@ import torch
 from inpaint.data.edges import to_gray
 from inpaint.models.gan import GANModule, judge_together
 from inpaint.models.losses import (
-    class_balanced_bce_on_probabilities,
     discriminator_loss,
     feature_matching_loss,
     generator_adversarial_loss,
@@ -36,20 +35,17 @@ def merge_edges(predicted: torch.Tensor, known: torch.Tensor, mask: torch.Tensor
 class EPNModule(GANModule):
     """Generator: edges from (grey damaged, known edges, mask). Discriminator: PatchGAN on
     (edges, grey image). Generator loss: adversarial + `feature_matching_weight` x feature
-    matching (EdgeConnect), plus `edge_bce_weight` x class-balanced BCE against the true
-    edges (not in EdgeConnect; off by default). Trained alone, it gets the true mask; batches
-    need `edge`, `damaged_edge`, `gray`.
+    matching. Trained alone, it gets the true mask; batches need `edge`, `damaged_edge`, `gray`.
     """
 
     progress_metrics = ("val/edge_recall", "val/edge_psnr")
 
-    def __init__(self, feature_matching_weight: float = 10.0, edge_bce_weight: float = 0.0, **gan):
+    def __init__(self, feature_matching_weight: float = 10.0, **gan):
         super().__init__(metric_groups={"edge": EdgeMetrics, "edge_input": EdgeMetrics}, **gan)
         self.save_hyperparameters(
             logger=False, ignore=["generator", "discriminator", "g_optimizer", "d_optimizer"]
         )
         self.feature_matching_weight = feature_matching_weight
-        self.edge_bce_weight = edge_bce_weight
 
     def forward(self, damaged, damaged_edge, mask) -> torch.Tensor:
         """Full edge map: predicted inside the hole, the known edges outside."""
@@ -75,9 +71,6 @@ class EPNModule(GANModule):
         _, real_features = self.discriminator(epn_judge_input(batch["edge"], batch["gray"]))
         terms = {"feature_matching": feature_matching_loss(real_features, fake_features)}
         loss = self.feature_matching_weight * terms["feature_matching"]
-        if self.edge_bce_weight:
-            terms["edge_bce"] = class_balanced_bce_on_probabilities(fake["edges"], batch["edge"])
-            loss = loss + self.edge_bce_weight * terms["edge_bce"]
         if adversarial:
             terms["adversarial"] = generator_adversarial_loss(self.adversarial, fake_logits)
             loss = loss + self.adversarial_weight * terms["adversarial"]

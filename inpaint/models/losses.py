@@ -46,12 +46,6 @@ def feature_matching_loss(real: list[torch.Tensor], fake: list[torch.Tensor]) ->
     return sum(F.l1_loss(f.float(), r.detach().float()) for r, f in zip(real, fake, strict=True))
 
 
-def balance_weights(target: torch.Tensor) -> torch.Tensor:
-    """Per-pixel BCE weights: positives and negatives weighted by each other's frequency."""
-    positive = target.mean().clamp(1e-3, 1 - 1e-3)
-    return torch.where(target >= 0.5, 1 - positive, positive) * 2
-
-
 def class_balanced_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """BCE on logits with positives and negatives weighted by each other's frequency (VCNet).
 
@@ -59,19 +53,9 @@ def class_balanced_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tens
     predict "intact" everywhere.
     """
     logits, target = _fp32(logits, target)
-    return F.binary_cross_entropy_with_logits(logits, target, weight=balance_weights(target))
-
-
-def class_balanced_bce_on_probabilities(
-    probabilities: torch.Tensor, target: torch.Tensor
-) -> torch.Tensor:
-    """`class_balanced_bce` for a network that outputs probabilities (the edge generator).
-
-    Edges cover a few percent of an image; unbalanced, "no edge anywhere" is nearly optimal.
-    """
-    probabilities, target = _fp32(probabilities, target)
-    with torch.autocast(device_type=probabilities.device.type, enabled=False):
-        return F.binary_cross_entropy(probabilities, target, weight=balance_weights(target))
+    positive = target.mean().clamp(1e-3, 1 - 1e-3)
+    weight = torch.where(target >= 0.5, 1 - positive, positive) * 2
+    return F.binary_cross_entropy_with_logits(logits, target, weight=weight)
 
 
 def is_binary(mask: torch.Tensor) -> torch.Tensor:
