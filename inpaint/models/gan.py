@@ -24,7 +24,8 @@ def judge_together(discriminator: nn.Module, real: torch.Tensor, fake: torch.Ten
     as much as a small convolution) and runs the convolutions on a batch twice as large.
     The discriminators here have no batch statistics, so the scores equal two calls'; the
     spectral-norm power iteration advances once per call instead of twice.
-    Returns (real outputs, fake outputs), each a tensor or a list of tensors.
+    Returns (real outputs, fake outputs), each shaped like one call's output (a tensor, or
+    the EPN discriminator's (logits, features) pair).
     """
     judged = discriminator(torch.cat([real, fake]))
     return split_halves(judged)
