@@ -2,7 +2,8 @@
 restored images out. `inpaint.evaluate`, `inpaint.predict`, the bench and the notebook use it.
 
 Kinds, by the LightningModule that trained the checkpoint:
-- `unet`: damaged image in, image out; it takes no mask and predicts none.
+- `unet`: damaged image in, image out; it predicts no mask, and takes one only when it was
+  trained with `model.mask_input=true`.
 - `ipn`: needs the mask; its edge input is Canny of the damaged image outside the hole
   (the true edges it saw in training are unknown on a real photo).
 - `blind`: predicts the mask (MPN), the edges (EPN) and paints (IPN); a given mask
@@ -115,7 +116,7 @@ class Inpainter:
 
     @property
     def needs_mask(self) -> bool:
-        return self.kind == "ipn"
+        return self.kind == "ipn" or (self.kind == "unet" and self.module.mask_input)
 
     @property
     def paints(self) -> bool:
@@ -160,7 +161,7 @@ class Inpainter:
 
     def _run(self, damaged: torch.Tensor, mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
         if self.kind == "unet":
-            output = self.module(damaged)
+            output = self.module(damaged, mask)
             return {"output": output} if mask is None else {"output": output, "mask": mask}
         if self.kind == "ipn":
             known = self.edges(to_gray(damaged).float(), mask).to(damaged.device)

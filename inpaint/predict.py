@@ -184,8 +184,9 @@ def load_inpainter(cfg: DictConfig) -> Inpainter:
         )
     if inpainter.needs_mask and not cfg.mask:
         raise ValueError(
-            f"ckpt_path={cfg.ckpt_path} is an {inpainter.kind} checkpoint: it needs "
-            "mask=FILE_OR_DIR (white = hole, or mask_invert=true for black holes)"
+            f"ckpt_path={cfg.ckpt_path}: this {inpainter.kind} model takes the mask as input, "
+            "so it needs mask=FILE_OR_DIR (white = hole, or mask_invert=true "
+            "for black holes)"
         )
     if cfg.save_edges and inpainter.kind == "unet":
         raise ValueError("save_edges=true needs a blind or ipn checkpoint: a unet has no edges")

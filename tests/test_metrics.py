@@ -71,10 +71,11 @@ def test_edge_metrics_count_only_hole_pixels():
     mask[..., :8, :] = 1  # hole: top half, holds 8 edge pixels
     edges = torch.zeros(1, 1, 16, 16)
     edges[..., :4, 1] = 1  # 4 edge pixels found in the hole
-    edges[..., :4, 3] = 1  # 4 false edges in the hole
+    edges[..., :2, 3] = 1  # 2 false edges in the hole
     edges[..., 12:, 9] = 1  # outside the hole: ignored
     metrics = EdgeMetrics()
     metrics.update(edges, target, mask)
     values = metrics.compute()
-    assert values["edge_recall"].item() == pytest.approx(0.5)
-    assert values["edge_precision"].item() == pytest.approx(0.5)
+    assert values["edge_recall"].item() == pytest.approx(4 / 8)
+    assert values["edge_precision"].item() == pytest.approx(4 / 6)
+    assert values["edge_f1"].item() == pytest.approx(2 * 4 / (2 * 4 + 2 + 4))

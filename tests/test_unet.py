@@ -1,8 +1,15 @@
+from functools import partial
+
 import pytest
 import torch
+from hydra.utils import instantiate
 from torch import nn
 
+from inpaint.config import compose_config
+from inpaint.inference import Inpainter
+from inpaint.models.unet_module import UNetInpainter
 from inpaint.networks.unet import UNet
+from tests.conftest import quiet_trainer
 
 
 def test_paper_unet_has_19_convolutions_and_the_paper_widths():
@@ -50,3 +57,42 @@ def test_overfits_one_batch():
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.25 * losses[0], losses[::10]
+
+
+def unet_module(mask_input: bool = False, **options) -> UNetInpainter:
+    net = UNet(in_channels=4 if mask_input else 3, widths=(8, 16), bottleneck=32)
+    return UNetInpainter(net, partial(torch.optim.Adam, lr=1e-3), mask_input=mask_input, **options)
+
+
+def test_mask_input_needs_a_four_channel_network():
+    net = UNet(widths=(8, 16), bottleneck=32)
+    with pytest.raises(ValueError, match="in_channels must be 4 when model.mask_input is true"):
+        UNetInpainter(net, partial(torch.optim.Adam), mask_input=True)
+
+
+def test_unet_given_the_mask_reads_it_and_inference_asks_for_it():
+    torch.manual_seed(0)
+    module = unet_module(mask_input=True).eval()
+    damaged, mask = torch.rand(1, 3, 16, 16), torch.zeros(1, 1, 16, 16)
+    mask[..., 4:9, 3:11] = 1
+    with torch.no_grad():
+        assert not torch.allclose(module(damaged, mask), module(damaged, torch.zeros_like(mask)))
+    inpainter = Inpainter(module)
+    assert inpainter.needs_mask
+    with pytest.raises(ValueError, match="needs a mask"):
+        inpainter(damaged)
+    output = inpainter(damaged, mask)["output"]
+    assert torch.equal(output * (1 - mask), damaged * (1 - mask))
+    assert not torch.equal(output * mask, damaged * mask)
+
+
+def test_paper_unet_needs_no_mask():
+    assert not Inpainter(unet_module()).needs_mask
+
+
+def test_configured_scheduler_decays_the_rate_each_epoch():
+    module = unet_module(scheduler=partial(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5))
+    cfg = compose_config("train", ["experiment=unet_lines", "debug=fast", "data.image_size=16"])
+    datamodule = instantiate(cfg.data, mask=instantiate(cfg.mask))
+    quiet_trainer(max_epochs=2, limit_val_batches=0).fit(module, datamodule)
+    assert module.optimizers().param_groups[0]["lr"] == pytest.approx(0.25e-3)

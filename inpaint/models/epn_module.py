@@ -38,7 +38,7 @@ class EPNModule(GANModule):
     matching. Trained alone, it gets the true mask; batches need `edge`, `damaged_edge`, `gray`.
     """
 
-    progress_metrics = ("val/edge_recall", "val/edge_psnr")
+    progress_metrics = ("val/edge_f1", "val/edge_recall", "val/edge_psnr")
 
     def __init__(self, feature_matching_weight: float = 10.0, **gan):
         super().__init__(metric_groups={"edge": EdgeMetrics, "edge_input": EdgeMetrics}, **gan)

@@ -37,6 +37,7 @@ class UNet(nn.Module):
         bottleneck: int = 512,
     ):
         super().__init__()
+        self.in_channels = in_channels
         self.factor = 2 ** len(widths)
         self.encoders = nn.ModuleList()
         channels = in_channels
