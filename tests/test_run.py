@@ -79,6 +79,20 @@ def test_short_run_writes_metrics_checkpoints_and_grids_then_resumes(tmp_path):
     assert resumed["global_step"] == 2 * steps_first
 
 
+def test_last_checkpoint_is_the_final_epoch_even_when_the_best_is_earlier(tmp_path):
+    # The damaged input's PSNR is the same every epoch, so only epoch 0 is ever "best".
+    cfg = tiny_config(
+        tmp_path,
+        ["trainer.max_epochs=3", "callbacks.model_checkpoint.monitor=val/psnr_input"],
+    )
+    train(cfg)
+    checkpoints = tmp_path / "checkpoints"
+    assert sorted(path.name for path in checkpoints.glob("best-*.ckpt")) == ["best-epoch000.ckpt"]
+    last = torch.load(checkpoints / "last.ckpt", weights_only=False)
+    assert last["epoch"] == 2
+    assert last["global_step"] == 3 * 2  # debug=fast: two batches per epoch
+
+
 def run_cli(run_dir, *overrides):
     run_module(
         "inpaint.run",
