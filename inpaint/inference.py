@@ -40,8 +40,12 @@ def load_checkpoint(path: str | Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    config = checkpoint.get("hyper_parameters", {}).get("config")
-    if not isinstance(checkpoint, dict) or not config or "state_dict" not in checkpoint:
+    config = (
+        checkpoint.get("hyper_parameters", {}).get("config")
+        if isinstance(checkpoint, dict)
+        else None
+    )
+    if not config or "state_dict" not in checkpoint:
         raise ValueError(
             f"{path} holds no model config (hyper_parameters.config): "
             "use a checkpoint written by python -m inpaint.run"
@@ -90,8 +94,11 @@ class Inpainter:
         stored = checkpoint["hyper_parameters"]
         config = dict(stored["config"])
         # Training-time inputs that inference does not need: other checkpoints, VGG weights.
+        # A staged model's weights are all in this checkpoint: rebuild it as the same chain.
         if "stage_checkpoints" in config:
             config["stage_checkpoints"] = None
+        if config.get("mode") == "staged":
+            config["mode"], config["freeze"] = "joint", []
         if "vgg_weights" in config:
             config["vgg_weights"] = None
         module = instantiate(config, _convert_="all")
@@ -155,7 +162,7 @@ class Inpainter:
         if "output" in result:
             predicted = mask is None and self.predicts_mask
             result["output"] = self._keep_intact(
-                result["output"], damaged.float(), result.get("mask"), predicted
+                result["output"], damaged.float().cpu(), result.get("mask"), predicted
             )
         return result
 

@@ -7,8 +7,10 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
+from inpaint.inference import Inpainter
 from inpaint.run import train
 from tests.conftest import TINY_MODELS, tiny_config
+from tests.conftest import quiet_trainer as trainer
 
 
 def blind_model(tmp_path, overrides: list[str]):
@@ -84,23 +86,43 @@ def test_staged_loads_every_stage_from_its_run_and_trains_only_the_unfrozen(
         for k, v in saved.items()
         if k.startswith("generator.")
     )
-    frozen_before = [p.clone() for p in model.generator["mpn"].parameters()]
-    ipn_before = [p.clone() for p in model.generator["ipn"].parameters()]
+    # Buffers too: the MPN's batch-norm statistics, the EPN's spectral-norm vectors.
+    before = {k: v.clone() for k, v in model.state_dict().items()}
     cfg = tiny_config(
         tmp_path / "run", ["experiment=blind", *stage_overrides(stage_checkpoints)], model="blind"
     )
     train(cfg)
-    after = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)[
-        "state_dict"
-    ]
-    mpn_after = [
-        after[f"generator.mpn.{name}"] for name, _ in model.generator["mpn"].named_parameters()
-    ]
-    ipn_after = [
-        after[f"generator.ipn.{name}"] for name, _ in model.generator["ipn"].named_parameters()
-    ]
-    assert all(torch.equal(a, b) for a, b in zip(frozen_before, mpn_after, strict=True))
-    assert any(not torch.equal(a, b) for a, b in zip(ipn_before, ipn_after, strict=True))
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    after = torch.load(last, weights_only=False)["state_dict"]
+    assert any("running_mean" in k for k in before if k.startswith("generator.mpn."))
+    assert any(k.endswith("weight_u") for k in before if k.startswith("generator.epn."))
+    assert changed_stages(before, after) == {"ipn"}
+
+    # The fine-tuned chain inpaints from its own checkpoint, no stage checkpoints needed.
+    inpainter = Inpainter.from_checkpoint(last)
+    assert inpainter.kind == "blind"
+    assert inpainter(torch.rand(1, 3, 32, 32))["output"].shape == (1, 3, 32, 32)
+
+
+def changed_stages(before: dict, after: dict) -> set[str]:
+    """The stages (generator.mpn..., discriminator.epn... -> mpn, epn) whose state changed."""
+    return {k.split(".")[1] for k, v in before.items() if not torch.equal(after[k], v)}
+
+
+@pytest.mark.parametrize(
+    "experiment, freeze",
+    [("joint_epn_mpn", ["epn"]), ("blind", ["epn", "ipn"]), ("blind", ["mpn", "ipn"])],
+)
+def test_a_stage_trains_through_frozen_discriminators(tmp_path, experiment, freeze):
+    cfg = tiny_config(
+        tmp_path, [f"experiment={experiment}", f"model.freeze=[{','.join(freeze)}]"], experiment
+    )
+    model = instantiate(cfg.model, _convert_="all")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer(num_sanity_val_steps=0, limit_val_batches=0).fit(
+        model, instantiate(cfg.data, mask=instantiate(cfg.mask))
+    )
+    assert changed_stages(before, model.state_dict()) == set(model.stages) - set(freeze)
 
 
 def test_loading_the_wrong_network_or_width_is_a_clear_error(tmp_path, stage_checkpoints):

@@ -125,10 +125,21 @@ class BlindInpainter(GANModule):
         self.frozen = tuple(freeze)
         if set(self.frozen) == set(stages):
             raise ValueError("model.freeze leaves nothing to train; freeze fewer stages")
-        for stage in self.frozen:
-            self.generator[stage].requires_grad_(False)
-            if stage in self.discriminator:
-                self.discriminator[stage].requires_grad_(False)
+        for module in self._frozen_modules():
+            module.requires_grad_(False)
+            module.eval()  # Lightning keeps each submodule's mode through fit
+
+    def _frozen_modules(self) -> list[nn.Module]:
+        networks = (self.generator, self.discriminator)
+        return [net[stage] for stage in self.frozen for net in networks if stage in net]
+
+    def train(self, mode: bool = True):
+        """Frozen stages stay in eval mode, so that their batch-norm statistics and
+        spectral-norm estimates do not move either."""
+        super().train(mode)
+        for module in self._frozen_modules():
+            module.eval()
+        return self
 
     @staticmethod
     def _metric_groups(stages) -> dict[str, type]:
@@ -265,10 +276,13 @@ class BlindInpainter(GANModule):
         ]
 
     def configure_optimizers(self):
-        return [
-            torch.optim.Adam(self._groups(self.optimizer_groups, self.generator)),
-            torch.optim.Adam(self._groups(self.discriminator_groups, self.discriminator)),
-        ]
+        """Adam for the trainable generators and, unless every stage with a discriminator
+        is frozen, one for their discriminators."""
+        optimizers = [torch.optim.Adam(self._groups(self.optimizer_groups, self.generator))]
+        discriminators = self._groups(self.discriminator_groups, self.discriminator)
+        if discriminators:
+            optimizers.append(torch.optim.Adam(discriminators))
+        return optimizers
 
     # -- evaluation -------------------------------------------------------------------
     def evaluate(self, stage, batch):

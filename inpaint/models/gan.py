@@ -96,12 +96,15 @@ class GANModule(InpaintingModule):
         return loss
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        g_opt, d_opt = self.optimizers()
+        # A second optimizer is absent where every discriminator is frozen: the generator
+        # still learns against them, but no discriminator step is taken.
+        optimizers = self.optimizers()
+        g_opt, *d_opt = optimizers if isinstance(optimizers, list) else [optimizers]
         fake = self.generate(batch)
         adversarial = self.adversarial_active
-        if adversarial:
+        if adversarial and d_opt:
             detached = {name: value.detach() for name, value in fake.items()}
-            d_loss = self._step(d_opt, lambda: self.discriminator_loss(batch, detached))
+            d_loss = self._step(d_opt[0], lambda: self.discriminator_loss(batch, detached))
             self.log("train/d_loss", d_loss, prog_bar=True)
         terms: dict[str, torch.Tensor] = {}
 
