@@ -61,7 +61,7 @@ def _nest(lines: list[str]) -> list[str]:
 def multirun(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("sweep")
     conf = tiny_experiment_dir(tmp_path)
-    sweep = tmp_path / "multirun"
+    logs = tmp_path / "logs"
     run_module(
         "inpaint.run",
         "-m",
@@ -70,9 +70,13 @@ def multirun(tmp_path_factory):
         "debug=fast",
         "data.image_size=32",
         f"hydra.searchpath=[file://{conf}]",
-        f"hydra.sweep.dir={sweep}",
+        f"paths.log_dir={logs}",
         timeout=600,
     )
+    # The default sweep folder: every job of the sweep in it, whatever its experiment's
+    # task name, as `inpaint.tables` expects.
+    (sweep,) = (logs / "multiruns").iterdir()
+    assert sorted(path.name for path in sweep.iterdir() if path.is_dir()) == ["0", "1", "2", "3"]
     return sweep
 
 
