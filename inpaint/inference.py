@@ -14,6 +14,7 @@ Kinds, by the LightningModule that trained the checkpoint:
 from __future__ import annotations
 
 import contextlib
+import warnings
 from pathlib import Path
 
 import torch
@@ -22,16 +23,10 @@ from lightning import LightningModule
 from torch.nn import functional as F
 
 from inpaint.data.edges import EdgeDetector, to_gray
+from inpaint.devices import pick_device, slow_bf16
 
 KINDS = {"UNetInpainter": "unet", "IPNModule": "ipn", "BlindInpainter": "blind"}
 PRECISIONS = ("32", "bf16")
-
-
-def pick_device(device: str) -> torch.device:
-    """`auto` is the GPU when there is one, else the CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -81,6 +76,8 @@ class Inpainter:
         if self.kind == "blind" and "ipn" not in module.stages:
             self.kind = "joint_epn_mpn"
         self.device = pick_device(device)
+        if precision == "bf16" and (reason := slow_bf16(self.device)):
+            warnings.warn(f"precision=bf16: {reason}", stacklevel=2)
         self.module = module.to(self.device).eval()
         self.edges = getattr(module, "edges", None) or edges or EdgeDetector()
         self.precision, self.intact_below = precision, intact_below

@@ -16,6 +16,8 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from inpaint.devices import slow_bf16
+
 log = logging.getLogger(__name__)
 
 
@@ -83,6 +85,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         cfg.get("logger"), resume_wandb_run(cfg.get("ckpt_path"))
     )
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    if str(trainer.precision).startswith("bf16") and (
+        reason := slow_bf16(trainer.strategy.root_device)
+    ):
+        log.warning("trainer.precision=%s: %s", trainer.precision, reason)
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 

@@ -109,7 +109,10 @@ class MaskMetrics(PixelFidelity):
     def update(self, probability: torch.Tensor, mask: torch.Tensor) -> None:
         probability, mask = probability.float(), mask.float()
         super().update(probability, mask)
-        self.bce.update(nn.functional.binary_cross_entropy(probability, mask))
+        # CUDA autocast refuses binary_cross_entropy on probabilities (validation and test
+        # steps run under autocast with 16-mixed / bf16-mixed): compute it outside.
+        with torch.autocast(probability.device.type, enabled=False):
+            self.bce.update(nn.functional.binary_cross_entropy(probability, mask))
         binary = (mask >= 0.5).long()
         self.iou.update(probability, binary)
         self.f1.update(probability, binary)

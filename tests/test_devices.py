@@ -1,0 +1,48 @@
+"""bf16 on a CPU without bf16 kernels runs on reference code: every entry point says so."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import pytest
+import torch
+
+from inpaint import devices
+from inpaint.inference import Inpainter
+from inpaint.models.unet_module import UNetInpainter
+from inpaint.networks.unet import UNet
+from inpaint.run import train
+from tests.conftest import tiny_config
+
+
+@pytest.fixture
+def no_bf16_kernels(monkeypatch):
+    monkeypatch.setattr(devices, "cpu_computes_bf16", lambda: False)
+
+
+def unet_inpainter(**kwargs) -> Inpainter:
+    module = UNetInpainter(UNet(widths=(8, 16), bottleneck=32), optimizer=torch.optim.Adam)
+    return Inpainter(module, **kwargs)
+
+
+def test_slow_bf16_is_a_cpu_matter(no_bf16_kernels, monkeypatch):
+    assert "no bf16 kernels" in devices.slow_bf16("cpu")
+    assert devices.slow_bf16("cuda") is None
+    monkeypatch.setattr(devices, "cpu_computes_bf16", lambda: True)
+    assert devices.slow_bf16("cpu") is None
+
+
+def test_inpainter_warns_of_slow_bf16_only_when_asked_for_bf16(no_bf16_kernels):
+    with pytest.warns(UserWarning, match="precision=bf16: this CPU has no bf16 kernels"):
+        unet_inpainter(precision="bf16")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        unet_inpainter(precision="32")
+
+
+def test_training_in_bf16_on_such_a_cpu_logs_a_warning(no_bf16_kernels, tmp_path, caplog):
+    cfg = tiny_config(tmp_path, ["trainer.accelerator=cpu", "trainer.precision=bf16-mixed"])
+    with caplog.at_level(logging.WARNING, logger="inpaint.run"):
+        train(cfg)
+    assert "trainer.precision=bf16-mixed: this CPU has no bf16 kernels" in caplog.text
