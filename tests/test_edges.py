@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from inpaint.data.datamodule import InpaintDataModule
-from inpaint.data.edges import EdgeDetector
+from inpaint.data.edges import EdgeDetector, _normalised_blur_numpy, _normalised_blur_torch
 from inpaint.data.masks import SquareMask
 from inpaint.data.sources import SamplePhotos
 
@@ -36,6 +36,13 @@ def test_both_paths_find_nearly_the_same_edges(photo_gray, hole):
     assert 0.02 < opencv.mean() < 0.3  # a photo has edges, but not everywhere
     iou = (opencv * kornia).sum() / np.maximum(opencv, kornia).sum()
     assert iou > 0.85
+
+
+def test_both_paths_smooth_alike_up_to_the_image_border(photo_gray, hole):
+    weight = 1.0 - hole
+    opencv = _normalised_blur_numpy(photo_gray, weight, 2.0)
+    kornia = _normalised_blur_torch(tensor(photo_gray), tensor(weight), 2.0)[0, 0].numpy()
+    np.testing.assert_allclose(opencv, kornia, atol=1e-4)
 
 
 @pytest.mark.parametrize("path", ["opencv", "kornia"])

@@ -83,13 +83,14 @@ def _normalised_blur_numpy(gray: np.ndarray, weight: np.ndarray, sigma: float) -
     size = _kernel_size(sigma)
 
     def blur(x):
-        return cv2.GaussianBlur(x, (size, size), sigma, borderType=cv2.BORDER_REFLECT)
+        return cv2.GaussianBlur(x, (size, size), sigma, borderType=cv2.BORDER_REFLECT_101)
 
     return blur(gray * weight) / np.maximum(blur(weight), 1e-6)
 
 
 def _normalised_blur_torch(gray: torch.Tensor, weight: torch.Tensor, sigma: float) -> torch.Tensor:
     size = _kernel_size(sigma)
+    # kornia's "reflect" mirrors without repeating the border pixel: OpenCV's REFLECT_101.
     blur = kornia.filters.GaussianBlur2d((size, size), (sigma, sigma), border_type="reflect")
     return blur(gray * weight) / blur(weight).clamp_min(1e-6)
 
