@@ -2,10 +2,10 @@
 
 Sections: mask synthesis (one core, as in one data-loader worker), Canny edges (OpenCV
 worker path vs kornia tensor path), the networks (training images/s, inference ms per
-image and peak memory, fp32 and, where the device has bf16 kernels, bf16-mixed), and the blind pipeline (MPN, Canny + EPN, IPN
-behind `inpaint.inference.Inpainter`: ms per damaged photo, in total and per stage), on the
-CPU unless a GPU is present. Each network and pipeline measurement runs in a fresh process
-so its peak memory is its own.
+image and peak memory), and the blind pipeline (MPN, Canny + EPN, IPN behind
+`inpaint.inference.Inpainter`: ms per damaged photo, in total and per stage), on the CPU
+unless a GPU is present, in fp32 and, where the device has bf16 kernels, in bf16. Each
+network and pipeline measurement runs in a fresh process so its peak memory is its own.
 """
 
 from __future__ import annotations

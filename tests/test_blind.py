@@ -151,3 +151,9 @@ def test_staged_without_every_checkpoint_and_bad_freeze_are_clear_errors(
         )
     with pytest.raises(InstantiationException, match="leaves nothing to train"):
         blind_model(tmp_path, stage_overrides(stage_checkpoints, freeze="[mpn,epn,ipn]"))
+
+
+@pytest.mark.parametrize("key", ["edge_adversarial", "image_adversarial"])
+def test_an_unknown_adversarial_loss_names_its_key(tmp_path, key):
+    with pytest.raises(InstantiationException, match=f"model.{key} must be one of"):
+        blind_model(tmp_path, [f"model.{key}=wgan"])

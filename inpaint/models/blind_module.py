@@ -24,6 +24,7 @@ from inpaint.models.epn_module import epn_judge_input, merge_edges
 from inpaint.models.gan import GANModule, judge_together
 from inpaint.models.ipn_module import ipn_judge_input
 from inpaint.models.losses import (
+    ADVERSARIAL,
     discriminator_loss,
     feature_matching_loss,
     generator_adversarial_loss,
@@ -76,6 +77,12 @@ class BlindInpainter(GANModule):
     ):
         if mode not in MODES:
             raise ValueError(f"model.mode must be one of {sorted(MODES)}, got {mode!r}")
+        for key, kind in (
+            ("edge_adversarial", edge_adversarial),
+            ("image_adversarial", image_adversarial),
+        ):
+            if kind not in ADVERSARIAL:
+                raise ValueError(f"model.{key} must be one of {ADVERSARIAL}, got {kind!r}")
         stages = MODES[mode]
         if "ipn" in stages and (ipn_generator is None or ipn_discriminator is None):
             raise ValueError(
