@@ -120,7 +120,7 @@ def samples(cfg: DictConfig, stored: dict) -> tuple[Iterator[Sample], int]:
     if isinstance(mask, MaskFiles):
         raise ValueError("mask=files matches masks to whole images by name: give images=DIR")
     data = config_or_stored(cfg, "data", stored)
-    dataset = instantiate({**data, "edges": None}, mask=mask).dataset(cfg.split)
+    dataset = instantiate({**data, "edges": None}, mask=mask).evaluation_dataset(cfg.split)
     return split_samples(dataset), len(dataset)
 
 

@@ -211,6 +211,17 @@ def test_evaluation_is_reproducible_across_modules(photos):
             assert not torch.equal(a["damaged"], c["damaged"])
 
 
+def test_training_split_is_evaluated_on_seeded_samples_of_its_own_images(photos):
+    first, second = photo_module(photos), photo_module(photos)
+    dataset = first.evaluation_dataset("train")
+    assert len(dataset) == 6  # eval_length, not train_length
+    assert dataset.images is first.dataset("train").images
+    for index in range(len(dataset)):
+        a, b = dataset[index], second.evaluation_dataset("train")[index]
+        assert all(torch.equal(a[key], b[key]) for key in KEYS), index
+    assert first.evaluation_dataset("test") is first.dataset("test")
+
+
 def test_evaluation_sample_is_stable_when_read_again(photos):
     module = photo_module(photos)
     dataset = module.dataset("val")

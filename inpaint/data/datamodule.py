@@ -51,18 +51,26 @@ class InpaintDataModule(LightningDataModule):
 
     def dataset(self, split: str) -> InpaintingDataset:
         if split not in self.datasets:
-            self.datasets[split] = InpaintingDataset(
-                self.source.split(split),
-                self.mask,
-                self.image_size,
-                train=split == "train",
-                seed=self.seed,
-                split=split,
-                length=self.lengths[split],
-                resize=self.resize,
-                edges=self.edges,
-            )
+            self.datasets[split] = self._build(split, train=split == "train")
         return self.datasets[split]
+
+    def evaluation_dataset(self, split: str) -> InpaintingDataset:
+        """Seeded samples of any split, the training split too (`eval_length` of them): how a
+        model does on the images it learnt from, beside those it never saw."""
+        return self.dataset(split) if split != "train" else self._build(split, train=False)
+
+    def _build(self, split: str, train: bool) -> InpaintingDataset:
+        return InpaintingDataset(
+            self.source.split(split),
+            self.mask,
+            self.image_size,
+            train=train,
+            seed=self.seed,
+            split=split,
+            length=self.lengths[split if train else "val"],
+            resize=self.resize,
+            edges=self.edges,
+        )
 
     @property
     def per_process_batch_size(self) -> int:
