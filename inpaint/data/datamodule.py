@@ -51,15 +51,17 @@ class InpaintDataModule(LightningDataModule):
 
     def dataset(self, split: str) -> InpaintingDataset:
         if split not in self.datasets:
-            self.datasets[split] = self._build(split, train=split == "train")
+            self.datasets[split] = self._build(split, split == "train", self.lengths[split])
         return self.datasets[split]
 
     def evaluation_dataset(self, split: str) -> InpaintingDataset:
         """Seeded samples of any split, the training split too (`eval_length` of them): how a
         model does on the images it learnt from, beside those it never saw."""
-        return self.dataset(split) if split != "train" else self._build(split, train=False)
+        if split != "train":
+            return self.dataset(split)
+        return self._build(split, False, self.lengths["val"])
 
-    def _build(self, split: str, train: bool) -> InpaintingDataset:
+    def _build(self, split: str, train: bool, length: int | None) -> InpaintingDataset:
         return InpaintingDataset(
             self.source.split(split),
             self.mask,
@@ -67,7 +69,7 @@ class InpaintDataModule(LightningDataModule):
             train=train,
             seed=self.seed,
             split=split,
-            length=self.lengths[split if train else "val"],
+            length=length,
             resize=self.resize,
             edges=self.edges,
         )
