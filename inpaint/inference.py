@@ -35,12 +35,11 @@ def load_checkpoint(path: str | Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    config = (
-        checkpoint.get("hyper_parameters", {}).get("config")
-        if isinstance(checkpoint, dict)
-        else None
-    )
-    if not config or "state_dict" not in checkpoint:
+    if not (
+        isinstance(checkpoint, dict)
+        and "state_dict" in checkpoint
+        and checkpoint.get("hyper_parameters", {}).get("config")
+    ):
         raise ValueError(
             f"{path} holds no model config (hyper_parameters.config): "
             "use a checkpoint written by python -m inpaint.run"
