@@ -21,7 +21,8 @@ What is written:
   image upscaled bicubically to full size and used only in the full-size hole (the given mask,
   or the upscaled predicted one).
 - Nothing is overwritten: an output that is an input file (image or mask) is refused up front,
-  and so are existing outputs unless `overwrite=true`.
+  and so are existing outputs unless `overwrite=true`. An output folder inside the input folder
+  is left out of the input search.
 - An image that cannot be read, or whose mask is missing or of another size, is logged and
   skipped; the rest are written, and the command exits with status 1 after a summary.
 """
@@ -125,12 +126,19 @@ def output_names(relatives: list[Path]) -> list[Path]:
     return names
 
 
-def plan(source: Path) -> list[Job]:
-    """The input images, sorted, with their output names."""
+def plan(source: Path, output: Path) -> list[Job]:
+    """The input images, sorted, with their output names. An output folder inside the input
+    folder is not searched, so the results of an earlier run are not taken for inputs."""
     if source.is_file():
         files, relatives = [source], [Path(source.name)]
     else:
-        files = list_images(source)
+        results = output.resolve()
+        inside = results != source.resolve() and results.is_relative_to(source.resolve())
+        files = [
+            path
+            for path in list_images(source)
+            if not (inside and path.resolve().is_relative_to(results))
+        ]
         relatives = [path.relative_to(source) for path in files]
     if not files:
         raise FileNotFoundError(f"no image files in input={source}")
@@ -321,7 +329,7 @@ def group_by_size(items: list[Loaded], max_side: int) -> dict[tuple, list[Loaded
 def predict(cfg: DictConfig) -> PredictReport:
     """Inpaint every input image and write the results; what was written and what failed."""
     source, output = check_config(cfg)
-    jobs = plan(source)
+    jobs = plan(source, output)
     check_targets(jobs, output, cfg)
     inpainter = load_inpainter(cfg)
     read = mask_reader(cfg)

@@ -179,6 +179,21 @@ def test_refuses_to_overwrite_inputs_or_earlier_results(trained_checkpoint, tmp_
     assert len(run(ckpt, source, tmp_path / "out", "overwrite=true").written) == 2
 
 
+def test_results_inside_the_input_folder_are_not_taken_for_inputs(trained_checkpoint, tmp_path):
+    ckpt, source = trained_checkpoint("unet"), tmp_path / "in"
+    write_photos(source, {"a.png": photos()["rgb.jpg"], "b.jpg": photos()["rgb.jpg"]})
+
+    first = run(ckpt, source, source / "out")
+    again = run(ckpt, source, source / "out", "overwrite=true")
+
+    assert (
+        sorted(first.written)
+        == sorted(again.written)
+        == [source / "out/a.png", source / "out/b.png"]
+    )
+    assert sorted(p.name for p in source.rglob("*.png")) == ["a.png", "a.png", "b.png"]
+
+
 def test_refuses_configs_that_cannot_work(trained_checkpoint, tmp_path, monkeypatch):
     write_photos(tmp_path / "in", {"a.png": photos()["rgb.jpg"]})
     ipn = trained_checkpoint("ipn")
