@@ -107,15 +107,34 @@ def folder_samples(root: Path, paths: list[Path], mask, seed: int) -> Iterator[S
         yield Sample(str(relative), image, hole, damage(image, hole, fill))
 
 
+def check_masks_exist(masks: MaskFiles, root: Path, paths: list[Path]) -> None:
+    """Every image has its mask file, checked before any scoring so a long run cannot fail
+    at its last image."""
+    missing = []
+    for path in paths:
+        try:
+            masks.find(path.relative_to(root))
+        except FileNotFoundError:
+            missing.append(str(path.relative_to(root)))
+    if missing:
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        raise FileNotFoundError(
+            f"{len(missing)} of {len(paths)} images in images={root} have no mask in "
+            f"mask.root={masks.root} (a mask is named like its image, any image suffix): {shown}"
+        )
+
+
 def samples(cfg: DictConfig, stored: dict) -> tuple[Iterator[Sample], int]:
     mask = instantiate(config_or_stored(cfg, "mask", stored))
     if cfg.images:
         root = Path(cfg.images)
         if not root.is_dir():
             raise FileNotFoundError(f"images={root} is not a folder")
-        paths = list_images(root)
+        paths = list_images(root)[: cfg.limit or None]
         if not paths:
             raise FileNotFoundError(f"images={root} holds no image files")
+        if isinstance(mask, MaskFiles):
+            check_masks_exist(mask, root, paths)
         return folder_samples(root, paths, mask, cfg.seed), len(paths)
     if isinstance(mask, MaskFiles):
         raise ValueError("mask=files matches masks to whole images by name: give images=DIR")

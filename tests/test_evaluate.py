@@ -164,6 +164,27 @@ def test_mask_size_mismatch_names_both_files(tmp_path, photo_folder, trained_che
     assert not (tmp_path / "out" / "metrics.json").exists()
 
 
+def test_missing_masks_are_named_before_any_image_is_scored(
+    tmp_path, photo_folder, trained_checkpoint, monkeypatch
+):
+    images, masks = photo_folder
+    (masks / "c.png").unlink()
+
+    def scored(*_):
+        pytest.fail("an image was scored before the masks were checked")
+
+    monkeypatch.setattr("inpaint.evaluate.inpaint_classical", scored)
+    cfg = evaluate_config(
+        tmp_path, trained_checkpoint("unet"), f"images={images}", "mask=files", f"mask.root={masks}"
+    )
+    with pytest.raises(FileNotFoundError, match=r"1 of 3 images .* no mask in .*: c\.png$"):
+        evaluate(cfg)
+    with open_dict(cfg):
+        cfg.limit = 2  # the images evaluated all have their masks
+    monkeypatch.undo()
+    assert evaluate(cfg)["buckets"]["all"]["count"] == 2
+
+
 @pytest.mark.parametrize(
     ("overrides", "error"),
     [
