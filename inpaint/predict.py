@@ -11,7 +11,9 @@ What is written:
   pixels the mask leaves intact are byte for byte the input's. The hole is where the given mask
   is above 0, or where the predicted one is at least `Inpainter.intact_below`.
 - The image keeps its size, its upright orientation (EXIF applied), its channels (grey as grey,
-  RGBA with the alpha channel unchanged) and its depth (8 or 16 bit; float images become 16-bit).
+  RGBA with the alpha channel unchanged; a grey + alpha PNG, which OpenCV reads as RGBA, and a
+  colour file whose channels are all equal are painted grey) and its depth (8 or 16 bit; float
+  images become 16-bit).
 - Names: `output/<relative path>` with the suffix `.png`, lossless so intact pixels stay exact.
   PNG inputs keep their name; another input whose `.png` name is taken (a.jpg beside a.png)
   gets its full name plus `.png` (a.jpg.png). `save_mask` and `save_edges` write 8-bit grey PNGs
@@ -287,13 +289,23 @@ def quantize(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return np.rint(np.clip(values, 0.0, 1.0) * top).astype(dtype)
 
 
+def is_grey(pixels: np.ndarray) -> bool:
+    """Grey pixels, stored as one channel or as equal colour channels (OpenCV reads grey +
+    alpha PNGs as RGBA)."""
+    if pixels.ndim == 2:
+        return True
+    colour = pixels[..., :3]
+    return bool((colour == colour[..., :1]).all())
+
+
 def compose(raw: np.ndarray, painted: Painted) -> np.ndarray:
     """The input's own pixels with only the hole replaced; grey stays grey (the luminance of
     the result), alpha stays as it was, float images become 16-bit (PNG holds no float)."""
     pixels = raw.copy() if np.issubdtype(raw.dtype, np.integer) else quantize(raw, np.uint16)
     colour = painted.image.astype(np.float32)
-    if pixels.ndim == 2:
+    if is_grey(raw):
         colour = cv2.cvtColor(colour, cv2.COLOR_RGB2GRAY)
+        colour = colour if pixels.ndim == 2 else np.repeat(colour[..., None], 3, axis=2)
     channels = pixels[..., :3] if pixels.ndim == 3 else pixels
     channels[painted.hole] = quantize(colour, pixels.dtype)[painted.hole]
     return pixels

@@ -137,6 +137,20 @@ def test_unet_without_mask_repaints_upright_images_with_distinct_names(
     check_result(source / "a.png", output / "a.png", np.zeros((37, 45), bool))
 
 
+def test_grey_with_alpha_is_painted_grey(trained_checkpoint, tmp_path):
+    image, mask, output = tmp_path / "la.png", tmp_path / "mask.png", tmp_path / "out"
+    grey = np.random.default_rng(5).integers(0, 256, (37, 45), np.uint8)
+    alpha = photos()["rgba.png"][..., 3]
+    Image.fromarray(np.dstack([grey, alpha]), mode="LA").save(image)
+    write_pixels(mask, hole_mask(grey.shape))
+
+    run(trained_checkpoint("ipn"), image, output, f"mask={mask}")
+
+    check_result(image, output / "la.png", hole_mask(grey.shape) == 0)
+    result = read_pixels(output / "la.png")
+    assert (result[..., :3] == result[..., :1]).all()
+
+
 def test_large_image_is_inpainted_reduced_and_written_full_size(trained_checkpoint, tmp_path):
     image, mask, output = tmp_path / "photo.png", tmp_path / "photo_mask.png", tmp_path / "out"
     pixels = np.random.default_rng(4).integers(0, 256, (64, 80, 3), np.uint8)
