@@ -31,7 +31,13 @@ from tqdm import tqdm
 from inpaint.baselines import BASELINES, inpaint_classical
 from inpaint.data.damage import damage, make_fill
 from inpaint.data.dataset import split_key
-from inpaint.data.images import list_images, read_image, write_image
+from inpaint.data.images import (
+    UnreadableImageError,
+    is_readable_image,
+    list_images,
+    read_image,
+    write_image,
+)
 from inpaint.data.mask_files import MaskFiles
 from inpaint.inference import Inpainter
 from inpaint.models.metrics import EdgeMetrics, ImageMetrics, MaskMetrics
@@ -107,20 +113,30 @@ def folder_samples(root: Path, paths: list[Path], mask, seed: int) -> Iterator[S
         yield Sample(str(relative), image, hole, damage(image, hole, fill))
 
 
-def check_masks_exist(masks: MaskFiles, root: Path, paths: list[Path]) -> None:
-    """Every image has its mask file, checked before any scoring so a long run cannot fail
-    at its last image."""
+def named(paths: list[str]) -> str:
+    return ", ".join(paths[:5]) + (", ..." if len(paths) > 5 else "")
+
+
+def check_folder(root: Path, paths: list[Path], masks: MaskFiles | None, scored: int) -> None:
+    """Every image decodes (its header, as a cheap check) and each of the first `scored` has
+    its mask file: checked before any scoring, so a long run cannot fail at its last image."""
+    unreadable = [str(path.relative_to(root)) for path in paths if not is_readable_image(path)]
+    if unreadable:
+        raise UnreadableImageError(
+            f"{len(unreadable)} of {len(paths)} files in images={root} are not readable "
+            f"images (remove or replace them): {named(unreadable)}"
+        )
     missing = []
-    for path in paths:
+    for path in paths[:scored] if masks else []:
         try:
             masks.find(path.relative_to(root))
         except FileNotFoundError:
             missing.append(str(path.relative_to(root)))
     if missing:
-        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
         raise FileNotFoundError(
-            f"{len(missing)} of {len(paths)} images in images={root} have no mask in "
-            f"mask.root={masks.root} (a mask is named like its image, any image suffix): {shown}"
+            f"{len(missing)} of {scored} images in images={root} have no mask in "
+            f"mask.root={masks.root} (a mask is named like its image, any image suffix): "
+            f"{named(missing)}"
         )
 
 
@@ -130,11 +146,11 @@ def samples(cfg: DictConfig, stored: dict) -> tuple[Iterator[Sample], int]:
         root = Path(cfg.images)
         if not root.is_dir():
             raise FileNotFoundError(f"images={root} is not a folder")
-        paths = list_images(root)[: cfg.limit or None]
+        paths = list_images(root)
         if not paths:
             raise FileNotFoundError(f"images={root} holds no image files")
-        if isinstance(mask, MaskFiles):
-            check_masks_exist(mask, root, paths)
+        scored = min(len(paths), cfg.limit or len(paths))
+        check_folder(root, paths, mask if isinstance(mask, MaskFiles) else None, scored)
         return folder_samples(root, paths, mask, cfg.seed), len(paths)
     if isinstance(mask, MaskFiles):
         raise ValueError("mask=files matches masks to whole images by name: give images=DIR")

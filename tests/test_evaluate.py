@@ -164,16 +164,22 @@ def test_mask_size_mismatch_names_both_files(tmp_path, photo_folder, trained_che
     assert not (tmp_path / "out" / "metrics.json").exists()
 
 
+@pytest.fixture
+def no_scoring(monkeypatch):
+    """Fails the test if any image is scored."""
+
+    def scored(*_):
+        pytest.fail("an image was scored before the inputs were checked")
+
+    monkeypatch.setattr("inpaint.evaluate.inpaint_classical", scored)
+    return monkeypatch
+
+
 def test_missing_masks_are_named_before_any_image_is_scored(
-    tmp_path, photo_folder, trained_checkpoint, monkeypatch
+    tmp_path, photo_folder, trained_checkpoint, no_scoring
 ):
     images, masks = photo_folder
     (masks / "c.png").unlink()
-
-    def scored(*_):
-        pytest.fail("an image was scored before the masks were checked")
-
-    monkeypatch.setattr("inpaint.evaluate.inpaint_classical", scored)
     cfg = evaluate_config(
         tmp_path, trained_checkpoint("unet"), f"images={images}", "mask=files", f"mask.root={masks}"
     )
@@ -181,8 +187,19 @@ def test_missing_masks_are_named_before_any_image_is_scored(
         evaluate(cfg)
     with open_dict(cfg):
         cfg.limit = 2  # the images evaluated all have their masks
-    monkeypatch.undo()
+    no_scoring.undo()
     assert evaluate(cfg)["buckets"]["all"]["count"] == 2
+
+
+def test_unreadable_images_are_named_before_any_image_is_scored(
+    tmp_path, photo_folder, trained_checkpoint, no_scoring
+):
+    images, _ = photo_folder
+    (images / "broken.png").write_bytes(b"not an image")
+    cfg = evaluate_config(tmp_path, trained_checkpoint("unet"), f"images={images}", "mask=medium")
+    with pytest.raises(ValueError, match=r"1 of 4 files in images=.* not readable .*: broken\.png"):
+        evaluate(cfg)
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize(
