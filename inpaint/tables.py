@@ -162,9 +162,9 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
     parser.add_argument("multirun", type=Path, help="the sweep folder of a Hydra multirun")
     parser.add_argument("--output", type=Path, default=None, help="default: the sweep folder")
     args = parser.parse_args(argv)
+    jobs = read_jobs(args.multirun)  # before anything is created: a mistyped folder stays absent
     output = args.output or args.multirun
     output.mkdir(parents=True, exist_ok=True)
-    jobs = read_jobs(args.multirun)
     sections, tables, written = [], [], {}
     for name, title, rows in (("table1", "Table 1", TABLE1), ("table2", "Table 2", TABLE2)):
         datasets, table = build_table(jobs, rows)

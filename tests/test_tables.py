@@ -122,3 +122,6 @@ def test_a_failed_job_is_reported_not_dropped(multirun, tmp_path):
 def test_not_a_sweep_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="holds no Hydra job folders"):
         tables.main([str(tmp_path)])
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        tables.main([str(tmp_path / "mistyped")])
+    assert not (tmp_path / "mistyped").exists()
