@@ -104,6 +104,10 @@ def check_config(cfg: DictConfig) -> tuple[Path, Path]:
             f"mask={cfg.mask} is one file but input={source} is a folder: "
             "give a folder of masks named like the images"
         )
+    if Path(cfg.output).exists() and not Path(cfg.output).is_dir():
+        raise NotADirectoryError(
+            f"output={cfg.output} is a file: results are written into a folder; give its path"
+        )
     if cfg.batch_size < 1 or cfg.max_side < 1:
         raise ValueError(
             f"batch_size and max_side must be >= 1, got {cfg.batch_size}, {cfg.max_side}"
