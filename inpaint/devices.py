@@ -6,10 +6,24 @@ import torch
 
 
 def pick_device(device: str) -> torch.device:
-    """`auto` is the GPU when there is one, else the CPU."""
+    """`auto` is the GPU when there is one, else the CPU; a GPU that is not there is refused
+    with the number that are."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        chosen = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(
+            f"device={device} is not a device: use auto, cpu, cuda or cuda:N"
+        ) from error
+    if chosen.type == "cuda":
+        count = torch.cuda.device_count()
+        if not count or (chosen.index is not None and chosen.index >= count):
+            raise ValueError(
+                f"device={device}: this machine has {count} CUDA GPU(s) usable by torch "
+                f"{torch.__version__}; use device=auto or device=cpu"
+            )
+    return chosen
 
 
 def cpu_computes_bf16() -> bool:

@@ -208,6 +208,12 @@ def evaluate(cfg: DictConfig) -> dict:
     unknown = set(cfg.baselines) - set(BASELINES)
     if unknown:
         raise ValueError(f"baselines: unknown {sorted(unknown)}; expected some of {BASELINES}")
+    if cfg.limit is not None and cfg.limit < 1:
+        raise ValueError(
+            f"limit must be a number of samples >= 1, or null for all; got {cfg.limit}"
+        )
+    if not 0 < cfg.bucket_width <= 1:
+        raise ValueError(f"bucket_width must be in (0, 1], e.g. 0.1; got {cfg.bucket_width}")
     inpainter = Inpainter.from_checkpoint(
         cfg.ckpt_path, device=cfg.device, precision=str(cfg.precision)
     )

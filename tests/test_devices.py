@@ -46,3 +46,16 @@ def test_training_in_bf16_on_such_a_cpu_logs_a_warning(no_bf16_kernels, tmp_path
     with caplog.at_level(logging.WARNING, logger="inpaint.run"):
         train(cfg)
     assert "trainer.precision=bf16-mixed: this CPU has no bf16 kernels" in caplog.text
+
+
+def test_a_gpu_that_is_not_there_is_refused_by_name(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert devices.pick_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(ValueError, match=r"device=cuda:1: this machine has 1 CUDA GPU"):
+        devices.pick_device("cuda:1")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    with pytest.raises(ValueError, match=r"device=cuda: this machine has 0 CUDA GPU.*device=cpu"):
+        devices.pick_device("cuda")
+    with pytest.raises(ValueError, match=r"device=gpu0 is not a device"):
+        devices.pick_device("gpu0")
+    assert devices.pick_device("cpu") == torch.device("cpu")

@@ -208,6 +208,8 @@ def test_unreadable_images_are_named_before_any_image_is_scored(
         (["mask=files", "mask.root=."], "give images=DIR"),
         (["baselines=[telea,magic]"], "unknown .*magic"),
         (["images=/nowhere"], "images=/nowhere is not a folder"),
+        (["limit=0"], "limit must be a number of samples >= 1"),
+        (["bucket_width=0"], r"bucket_width must be in \(0, 1\]"),
     ],
 )
 def test_bad_settings_are_named(tmp_path, trained_checkpoint, overrides, error):
