@@ -30,6 +30,9 @@ def hole_ratio_stats(mask_generator, count: int, size: int, seed: int) -> dict[s
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="preview")
 def main(cfg: DictConfig) -> None:
+    for key in ("rows", "count"):
+        if cfg[key] < 1:
+            raise ValueError(f"{key} must be >= 1, got {cfg[key]}")
     mask = instantiate(cfg.mask)
     datamodule = instantiate(cfg.data, mask=mask)
     dataset = datamodule.dataset(cfg.split)

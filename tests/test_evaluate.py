@@ -209,6 +209,7 @@ def test_unreadable_images_are_named_before_any_image_is_scored(
         (["baselines=[telea,magic]"], "unknown .*magic"),
         (["images=/nowhere"], "images=/nowhere is not a folder"),
         (["limit=0"], "limit must be a number of samples >= 1"),
+        (["split=tset"], r"split must be one of \['test', 'train', 'val'\], got 'tset'"),
         (["bucket_width=0"], r"bucket_width must be in \(0, 1\]"),
     ],
 )

@@ -7,9 +7,10 @@ import re
 
 import cv2
 import pytest
+from omegaconf import open_dict
 
-from inpaint import bench, devices
-from inpaint.config import mask_generator_names
+from inpaint import bench, devices, preview
+from inpaint.config import compose_config, mask_generator_names
 from tests.conftest import TINY_MODELS, run_module
 
 
@@ -29,6 +30,23 @@ def test_preview_writes_a_grid_and_prints_hole_statistics_within_bounds(tmp_path
     found = re.search(r"mean ([\d.]+)\s+min ([\d.]+)\s+max ([\d.]+)", result.stdout)
     mean, low, high = map(float, found.groups())
     assert 0.1 <= low <= mean <= high <= 0.3
+
+
+@pytest.mark.parametrize(
+    ("override", "error"),
+    [
+        ("rows=0", "rows must be >= 1"),
+        ("count=0", "count must be >= 1"),
+        ("split=tset", "split must be one of"),
+    ],
+)
+def test_preview_names_a_bad_setting(tmp_path, override, error):
+    cfg = compose_config("preview", [override])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path)
+    with pytest.raises(ValueError, match=error):
+        preview.main(cfg)
+    assert not (tmp_path / "preview.png").exists()
 
 
 def test_bench_times_every_mask_generator_and_both_edge_paths(tmp_path, capsys):

@@ -50,6 +50,8 @@ class InpaintDataModule(LightningDataModule):
         self.datasets: dict[str, InpaintingDataset] = {}
 
     def dataset(self, split: str) -> InpaintingDataset:
+        if split not in self.lengths:
+            raise ValueError(f"split must be one of {sorted(self.lengths)}, got {split!r}")
         if split not in self.datasets:
             self.datasets[split] = self._build(split, split == "train", self.lengths[split])
         return self.datasets[split]
