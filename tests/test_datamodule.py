@@ -336,9 +336,11 @@ def test_without_resize_small_images_are_padded_to_size(tmp_path):
     torch.testing.assert_close(image, torch.full_like(image, 200 / 255))
 
 
-def test_tiny_image_size_is_rejected(photos):
+def test_tiny_image_size_or_empty_batches_are_rejected(photos):
     with pytest.raises(ValueError, match="at least 8"):
         InpaintDataModule(photos, LineMask(), image_size=4)
+    with pytest.raises(ValueError, match="data.batch_size must be at least 1, got 0"):
+        InpaintDataModule(photos, LineMask(), batch_size=0)
 
 
 def test_sample_photos_train_and_test_are_disjoint(photos):

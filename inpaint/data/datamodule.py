@@ -42,6 +42,8 @@ class InpaintDataModule(LightningDataModule):
             )
         if image_size < 8:
             raise ValueError(f"data.image_size must be at least 8 pixels, got {image_size}")
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size must be at least 1, got {batch_size}")
         self.source, self.mask = source, mask
         self.image_size, self.batch_size, self.num_workers = image_size, batch_size, num_workers
         self.seed, self.resize, self.pin_memory = seed, resize, pin_memory
