@@ -126,8 +126,10 @@ def check_folder(root: Path, paths: list[Path], masks: MaskFiles | None, scored:
             f"{len(unreadable)} of {len(paths)} files in images={root} are not readable "
             f"images (remove or replace them): {named(unreadable)}"
         )
+    if masks is None:
+        return
     missing = []
-    for path in paths[:scored] if masks else []:
+    for path in paths[:scored]:
         try:
             masks.find(path.relative_to(root))
         except FileNotFoundError:
