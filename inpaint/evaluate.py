@@ -60,9 +60,13 @@ class Sample:
 
 
 def bucket_of(ratio: float, width: float) -> str:
-    """`0-10%`, `10-20%`, ...: the hole-ratio bucket of one mask (its mean damage)."""
+    """`0-10%`, `10-20%`, ...: the hole-ratio bucket of one mask (its mean damage).
+
+    A ratio on a boundary opens the next bucket, also when float rounding puts it a hair
+    below (0.3 / 0.1 is 2.999...): the quotient is rounded to 6 places before flooring.
+    """
     count = round(1 / width)
-    index = min(int(ratio / width), count - 1)
+    index = min(math.floor(round(ratio / width, 6)), count - 1)
     return f"{round(100 * index * width)}-{round(100 * (index + 1) * width)}%"
 
 

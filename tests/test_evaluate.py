@@ -51,9 +51,20 @@ def evaluate_config(tmp_path, checkpoint, *overrides):
 
 def test_buckets_are_tenths_of_the_hole_ratio():
     assert bucket_of(0.0, 0.1) == "0-10%"
-    assert bucket_of(0.1, 0.1) == "10-20%"
     assert bucket_of(0.55, 0.1) == "50-60%"
     assert bucket_of(1.0, 0.1) == "90-100%"
+
+
+@pytest.mark.parametrize("width", [0.1, 0.05, 0.2])
+def test_a_ratio_on_a_bucket_boundary_opens_the_next_bucket(width):
+    """0.3 / 0.1 is 2.999... in floating point; a mask covering exactly 30% of an image
+    (its float32 mean) still belongs to 30-40%."""
+    for k in range(round(1 / width)):
+        expected = f"{round(100 * k * width)}-{round(100 * (k + 1) * width)}%"
+        mask = np.zeros(10_000, np.float32)
+        mask[: round(10_000 * k * width)] = 1
+        assert bucket_of(k * width, width) == expected
+        assert bucket_of(float(mask.mean()), width) == expected
 
 
 def test_cli_writes_every_row_and_bucket_and_recomputes_a_baseline(
