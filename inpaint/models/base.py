@@ -16,7 +16,7 @@ class InpaintingModule(LightningModule):
     `stage/metric` when its name is one of `model_groups` (what the model measures), else
     as `stage/metric_<reference>` where the group is named `<model group>_<reference>`,
     so reference numbers (the damaged input, trivial masks) sit beside the model's:
-    `mask_empty` logs `val/iou_empty`. `evaluate` returns the preview columns
+    `mask_empty` logs `val/mask_iou_empty`. `evaluate` returns the preview columns
     (name -> image batch) for the picture grids.
     """
 
