@@ -1,0 +1,93 @@
+import math
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from inpaint.models.losses import (
+    class_balanced_bce,
+    discriminator_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+    mask_loss,
+)
+
+
+def ten_percent_hole() -> torch.Tensor:
+    target = torch.zeros(1, 1, 10, 10)
+    target[..., :1, :] = 1
+    return target
+
+
+def test_balanced_bce_weighs_each_class_by_the_other_ones_share():
+    target = ten_percent_hole()
+    logits = torch.randn(1, 1, 10, 10, generator=torch.Generator().manual_seed(0))
+    weight = torch.where(target == 1, 2 * 0.9, 2 * 0.1)
+    expected = F.binary_cross_entropy_with_logits(logits, target, weight=weight)
+    assert class_balanced_bce(logits, target).item() == pytest.approx(expected.item())
+
+
+def test_balanced_bce_makes_missing_the_rare_hole_cost_more_than_a_false_alarm():
+    target = ten_percent_hole()
+    confident_intact = torch.full_like(target, -5.0)  # misses the whole hole
+    confident_hole = torch.full_like(target, 5.0)  # flags every intact pixel
+    assert class_balanced_bce(confident_intact, target) == pytest.approx(
+        class_balanced_bce(confident_hole, target).item(), rel=1e-3
+    )
+    # Unbalanced, missing the hole would look 9 times cheaper than the false alarms.
+    assert F.binary_cross_entropy_with_logits(confident_hole, target) > 8 * (
+        F.binary_cross_entropy_with_logits(confident_intact, target)
+    )
+
+
+def test_mask_loss_gives_binary_masks_bce_and_grey_masks_l1():
+    binary = ten_percent_hole()
+    grey = torch.full((1, 1, 10, 10), 0.3)
+    logits = torch.randn(2, 1, 10, 10, generator=torch.Generator().manual_seed(1))
+    expected = class_balanced_bce(logits[:1], binary) + F.l1_loss(torch.sigmoid(logits[1:]), grey)
+    loss = mask_loss(logits, torch.cat([binary, grey]))
+    assert loss.item() == pytest.approx(expected.item())
+    assert mask_loss(logits[1:], grey, l1_weight=2.0).item() == pytest.approx(
+        2 * F.l1_loss(torch.sigmoid(logits[1:]), grey).item()
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "real", "fake", "expected"),
+    [
+        ("hinge", 2.0, -2.0, 0.0),  # both beyond the margin
+        ("hinge", 0.0, 0.0, 2.0),
+        ("nsgan", 0.0, 0.0, math.log(2)),
+        ("lsgan", 1.0, 0.0, 0.0),
+        ("lsgan", 0.0, 1.0, 1.0),
+    ],
+)
+def test_discriminator_loss_values(kind, real, fake, expected):
+    loss = discriminator_loss(kind, torch.full((2, 4), real), torch.full((2, 4), fake))
+    assert loss.item() == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("kind", "fake", "expected"),
+    [("hinge", 0.5, -0.5), ("nsgan", 0.0, math.log(2)), ("lsgan", 1.0, 0.0), ("lsgan", 0.0, 1.0)],
+)
+def test_generator_loss_values(kind, fake, expected):
+    loss = generator_adversarial_loss(kind, torch.full((2, 4), fake))
+    assert loss.item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_unknown_adversarial_loss_is_named():
+    with pytest.raises(ValueError, match="'wgan'"):
+        discriminator_loss("wgan", torch.zeros(1), torch.zeros(1))
+    with pytest.raises(ValueError, match="'wgan'"):
+        generator_adversarial_loss("wgan", torch.zeros(1))
+
+
+def test_feature_matching_sums_l1_per_layer_and_sends_no_gradient_to_the_real_side():
+    real = [torch.zeros(1, 2, 4, 4, requires_grad=True), torch.ones(1, 3, 2, 2, requires_grad=True)]
+    fake = [torch.full((1, 2, 4, 4), 0.5, requires_grad=True), torch.ones(1, 3, 2, 2) * 3]
+    loss = feature_matching_loss(real, fake)
+    assert loss.item() == pytest.approx(0.5 + 2.0)
+    loss.backward()
+    assert real[0].grad is None
+    assert fake[0].grad is not None
