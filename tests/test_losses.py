@@ -27,7 +27,7 @@ def test_balanced_bce_weighs_each_class_by_the_other_ones_share():
     assert class_balanced_bce(logits, target).item() == pytest.approx(expected.item())
 
 
-def test_balanced_bce_makes_missing_the_rare_hole_cost_more_than_a_false_alarm():
+def test_balanced_bce_costs_missing_the_hole_as_much_as_flagging_everything_else():
     target = ten_percent_hole()
     confident_intact = torch.full_like(target, -5.0)  # misses the whole hole
     confident_hole = torch.full_like(target, 5.0)  # flags every intact pixel
