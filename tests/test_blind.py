@@ -37,6 +37,26 @@ def test_chain_outputs_and_composite_keeps_intact_pixels(tmp_path):
     assert torch.equal(result["edges"][outside].round(), result["known_edges"][outside])
 
 
+def test_a_given_mask_replaces_the_predicted_one(tmp_path):
+    """No MPN runs; only the given hole changes, with no `intact_below` threshold applied."""
+    model, _ = blind_model(tmp_path, [])
+    damaged = torch.rand(1, 3, 32, 32)
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 8:16, 8:24] = 1
+    mask[..., 20, 4:28] = 0.05  # faint damage, below the threshold for predicted masks
+    with torch.no_grad():
+        chain = model.run_chain(damaged, mask)
+    assert chain["mask"] is mask and "mask_logits" not in chain
+    inpainter = Inpainter(model)
+    output = inpainter(damaged, mask)["output"]
+    assert torch.equal(output[mask.expand_as(output) == 0], damaged[mask.expand_as(damaged) == 0])
+    assert not torch.equal(output[..., 20, 4:28], damaged[..., 20, 4:28])
+    with torch.no_grad():
+        for parameter in model.generator["mpn"].parameters():
+            parameter.add_(1.0)
+    assert torch.equal(inpainter(damaged, mask)["output"], output)
+
+
 @pytest.mark.parametrize("experiment", ["joint_epn_mpn", "blind"])
 def test_each_mode_trains_end_to_end_and_writes_its_metrics(experiment, tmp_path):
     metrics = train(tiny_config(tmp_path, [f"experiment={experiment}"], model=experiment))

@@ -65,16 +65,21 @@ def test_refinement_attends_at_quarter_resolution_with_the_mask():
     assert (foreground >= 0).all()  # ReLU before attention, as in DeepFill
 
 
-def test_refinement_starts_from_the_coarse_output():
-    """The refinement input is the composite: coarse pixels in the hole."""
+def test_refinement_starts_from_the_coarse_output_in_the_hole_and_the_input_elsewhere():
+    """Both refinement branches take the composite (scaled to [-1, 1]), mask and edges."""
     torch.manual_seed(0)
     net = InpaintGenerator(cnum=8)
     damaged, mask, edge = inputs(1, 32, 32)
+    seen = []
+    for branch in (net.refine_conv, net.refine_attention_encoder):
+        branch.register_forward_hook(lambda module, args, out: seen.append(args[0]))
     with torch.no_grad():
-        _, before = net(damaged, mask, edge)
-        net.coarse[-1][-2].bias.add_(0.5)  # shift the coarse output layer
-        _, after = net(damaged, mask, edge)
-    assert (after - before).abs().max() > 1e-3
+        coarse, _ = net(damaged, mask, edge)
+    composite = coarse * mask + damaged * (1 - mask)
+    for refine_input in seen:
+        assert torch.allclose(refine_input[:, :3], composite * 2 - 1, atol=1e-6)
+        assert torch.equal(refine_input[:, 3:4], mask) and torch.equal(refine_input[:, 4:], edge)
+    assert len(seen) == 2
 
 
 @pytest.mark.parametrize("fuse", [False, True])
