@@ -316,24 +316,50 @@ def test_resize_upscales_small_images(tmp_path):
 
 
 def test_resize_keeps_aspect_ratio_and_requested_size(tmp_path):
+    """A 12x20 image with its bottom half green and red stripes 2 px wide: scaled by 40/12
+    on both axes (not stretched to 40x40, not padded), then cropped to 40x40."""
+    rgb = np.zeros((12, 20, 3), np.uint8)
+    rgb[6:, :, 1] = 255
+    rgb[:, (np.arange(20) // 2) % 2 == 0, 0] = 255
     for tag in range(5):
-        rgb = np.full((12, 20, 3), 30 * tag, np.uint8)
-        assert cv2.imwrite(str(tmp_path / f"wide{tag}.png"), rgb)
+        rgb[..., 2] = 30 * tag
+        assert cv2.imwrite(str(tmp_path / f"wide{tag}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     source = ImageFolder(str(tmp_path), val_fraction=0.2, test_fraction=0.2)
     module = InpaintDataModule(source, LineMask(), image_size=40, batch_size=2, resize=True)
     module.setup()
     check_batch(next(iter(module.train_dataloader())), 2, 40)
+    image = hwc(module.dataset("val")[0]["image"])
+    assert image[:18, :, 1].max() < 0.1 and image[22:, :, 1].min() > 0.9  # 12 rows -> 40
+    stripes = image[10, :, 0] > 0.5
+    changes = np.count_nonzero(stripes[1:] != stripes[:-1])
+    assert 5 <= changes <= 7, f"{changes} stripe edges in 40 px: stripes 6.7 px wide expected"
 
 
 def test_without_resize_small_images_are_padded_to_size(tmp_path):
+    """A 10x14 image in a 24 px sample: its pixels unscaled, the border reflected from them."""
+    tiny = np.zeros((10, 14, 3), np.uint8)  # every pixel its own colour, none black
+    tiny[..., 0] = 60 + 8 * np.arange(14)[None, :]
+    tiny[..., 1] = 60 + 8 * np.arange(10)[:, None]
     for tag in range(5):
-        assert cv2.imwrite(str(tmp_path / f"tiny{tag}.png"), np.full((10, 14, 3), 200, np.uint8))
+        tiny[..., 2] = 10 + 20 * tag
+        assert cv2.imwrite(str(tmp_path / f"tiny{tag}.png"), cv2.cvtColor(tiny, cv2.COLOR_RGB2BGR))
     source = ImageFolder(str(tmp_path), val_fraction=0.2, test_fraction=0.2)
     module = InpaintDataModule(source, LineMask(), image_size=24, batch_size=1, resize=False)
     module.setup()
-    image = module.dataset("val")[0]["image"]
-    assert image.shape == (3, 24, 24)
-    torch.testing.assert_close(image, torch.full_like(image, 200 / 255))
+    sample = module.dataset("val")[0]["image"]
+    assert sample.shape == (3, 24, 24)
+    pixels = np.rint(hwc(sample) * 255).astype(np.uint8)
+    original = tiny.copy()
+    original[..., 2] = pixels[12, 12, 2]  # the blue tag of whichever image this is
+    placed = [
+        (top, left)
+        for top in range(24 - 10 + 1)
+        for left in range(24 - 14 + 1)
+        if np.array_equal(pixels[top : top + 10, left : left + 14], original)
+    ]
+    assert len(placed) == 1, "the image should appear once, at its own size"
+    colours = {tuple(p) for p in original.reshape(-1, 3)}
+    assert all(tuple(p) in colours for p in pixels.reshape(-1, 3)), "border not reflected"
 
 
 def test_tiny_image_size_or_empty_batches_are_rejected(photos):
