@@ -9,12 +9,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from PIL import Image, ImageOps
 
 from inpaint.data.images import (
     UnreadableImageError,
     is_readable_image,
     list_images,
     read_image,
+    read_pixels,
     to_float_rgb,
     write_image,
 )
@@ -133,6 +135,21 @@ def test_read_jpeg(tmp_path):
     image = read_image(write_bgr(tmp_path / "photo.jpg", bgr))
     assert image.shape == (16, 16, 3) and image.dtype == np.float32
     np.testing.assert_allclose(image.mean(axis=(0, 1)), [200 / 255, 120 / 255, 40 / 255], atol=0.02)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_read_turns_every_exif_orientation_upright_as_pil_does(tmp_path, orientation):
+    stored = np.zeros((6, 10, 3), np.uint8)  # every pixel its own colour: any turn shows
+    stored[..., 0] = 20 * np.arange(10)[None, :]
+    stored[..., 1] = 40 * np.arange(6)[:, None]
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "turned.png"
+    Image.fromarray(stored).save(path, exif=exif)
+    with Image.open(path) as opened:
+        upright = np.asarray(ImageOps.exif_transpose(opened).convert("RGB"))
+    assert np.array_equal(read_pixels(path), upright)
+    assert (orientation == 1) == np.array_equal(upright, stored)
 
 
 def test_read_missing_and_corrupt_files(tmp_path):
