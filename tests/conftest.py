@@ -9,6 +9,7 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
 from inpaint.config import compose_config
@@ -60,6 +61,13 @@ def tiny_config(
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)
     return cfg
+
+
+def tested_batches(cfg: DictConfig) -> list[dict]:
+    """The seeded test batches a run of `cfg` scores (its `limit_test_batches` of them)."""
+    datamodule = instantiate(cfg.data, mask=instantiate(cfg.mask))
+    datamodule.setup("test")
+    return list(datamodule.test_dataloader())[: cfg.trainer.limit_test_batches]
 
 
 # The experiment whose model each kind of inference checkpoint comes from.

@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 
 from inpaint.config import compose_config, config_names
 from inpaint.run import train
-from tests.conftest import TINY_MODELS, run_module, tiny_config
+from tests.conftest import TINY_MODELS, run_module, tested_batches, tiny_config
 
 
 @pytest.mark.parametrize("experiment", config_names("experiment"))
@@ -57,11 +57,11 @@ def test_short_run_writes_metrics_checkpoints_and_grids_then_resumes(tmp_path):
     for key in ("test/psnr", "test/ssim", "test/psnr_hole"):
         assert key in written and f"{key}_input" in written
     # The damaged input's PSNR depends on the seeded test data alone: recompute it.
-    datamodule = instantiate(cfg.data, mask=instantiate(cfg.mask))
-    datamodule.setup("test")
-    batches = list(datamodule.test_dataloader())[: cfg.trainer.limit_test_batches]
     per_image = torch.cat(
-        [-10 * torch.log10((b["damaged"] - b["image"]).square().mean((1, 2, 3))) for b in batches]
+        [
+            -10 * torch.log10((b["damaged"] - b["image"]).square().mean((1, 2, 3)))
+            for b in tested_batches(cfg)
+        ]
     )
     assert written["test/psnr_input"] == pytest.approx(per_image.mean().item(), abs=1e-4)
     assert (first / "checkpoints" / "last.ckpt").is_file()
