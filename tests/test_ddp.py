@@ -12,18 +12,21 @@ from hydra.utils import instantiate
 from tests.conftest import TINY_MODELS, quiet_trainer, run_module, tiny_config
 
 
-class RecordIndices(L.Callback):
-    """Test probe: each rank appends the sample indices it trains on to its own file."""
+class RecordSamples(L.Callback):
+    """Test probe: each rank appends the sample indices it trains on, and each sample's hole
+    area, to its own files."""
 
     def __init__(self, folder):
         self.folder = folder
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
-        with (self.folder / f"rank{trainer.global_rank}.txt").open("a") as handle:
-            handle.write(" ".join(str(i) for i in batch["index"].tolist()) + "\n")
+        areas = batch["mask"].flatten(1).sum(1)
+        for name, values in (("indices", batch["index"]), ("areas", areas)):
+            with (self.folder / f"{name}{trainer.global_rank}.txt").open("a") as handle:
+                handle.write(" ".join(str(v) for v in values.tolist()) + "\n")
 
 
-def test_each_rank_trains_on_different_samples_and_batch_is_split(tmp_path):
+def test_each_rank_trains_on_different_samples_and_masks_and_batch_is_split(tmp_path):
     cfg = tiny_config(tmp_path, ["data.batch_size=4", "data.train_length=16"])
     datamodule = instantiate(cfg.data, mask=instantiate(cfg.mask))
     model = instantiate(cfg.model, _convert_="all")
@@ -32,12 +35,19 @@ def test_each_rank_trains_on_different_samples_and_batch_is_split(tmp_path):
         devices=2,
         limit_train_batches=None,
         limit_val_batches=0,
-        callbacks=[RecordIndices(tmp_path)],
+        callbacks=[RecordSamples(tmp_path)],
     )
     trainer.fit(model, datamodule)
-    seen = {rank: (tmp_path / f"rank{rank}.txt").read_text().split() for rank in (0, 1)}
+
+    def recorded(name, rank):
+        return (tmp_path / f"{name}{rank}.txt").read_text().split()
+
+    seen = {rank: recorded("indices", rank) for rank in (0, 1)}
     assert len(seen[0]) == len(seen[1]) == 8  # 16 crops, 2 per process per step of 4
     assert not set(seen[0]) & set(seen[1])
+    # Same torch seed on both ranks, yet each draws its own masks (the rank is in the seed).
+    areas = {rank: recorded("areas", rank) for rank in (0, 1)}
+    assert sum(a != b for a, b in zip(areas[0], areas[1], strict=True)) >= 6
 
 
 def test_batch_size_that_does_not_divide_is_a_clear_error(tmp_path):
