@@ -152,11 +152,6 @@ def test_binary_or_greyscale_values(mask_configs, drawn, name, size):
             assert set(np.unique(mask).tolist()) <= {0.0, 1.0}
 
 
-def test_greyscale_configs_are_recognised(mask_configs):
-    assert soft_share(mask_configs["greyscale"]) == 1.0
-    assert soft_share(mask_configs["square"]) == 0.0
-
-
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("name", MASK_NAMES)
 def test_hole_ratio_within_bounds_and_plausible(mask_configs, drawn, name, size):

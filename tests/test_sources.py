@@ -21,7 +21,6 @@ from inpaint.data.images import (
     write_image,
 )
 from inpaint.data.sources import (
-    SAMPLE_PHOTOS,
     SPLITS,
     CelebA,
     Cifar10,
@@ -548,13 +547,6 @@ def test_paris_street_view_missing_folder_names_the_layout(paris_root):
 
 
 # --- SamplePhotos -----------------------------------------------------------------------
-
-
-def test_sample_photo_lists_keep_training_and_evaluation_apart():
-    train = set(SAMPLE_PHOTOS["train"])
-    assert train and SAMPLE_PHOTOS["val"] and SAMPLE_PHOTOS["test"]
-    assert not train & set(SAMPLE_PHOTOS["val"])
-    assert not train & set(SAMPLE_PHOTOS["test"])
 
 
 def test_sample_photos_reject_overlap():
