@@ -63,7 +63,7 @@ def tiny_config(
     return cfg
 
 
-def tested_batches(cfg: DictConfig) -> list[dict]:
+def scored_test_batches(cfg: DictConfig) -> list[dict]:
     """The seeded test batches a run of `cfg` scores (its `limit_test_batches` of them)."""
     datamodule = instantiate(cfg.data, mask=instantiate(cfg.mask))
     datamodule.setup("test")

@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 
 from inpaint.inference import Inpainter
 from inpaint.run import train
-from tests.conftest import TINY_MODELS, tested_batches, tiny_config
+from tests.conftest import TINY_MODELS, scored_test_batches, tiny_config
 from tests.conftest import quiet_trainer as trainer
 
 
@@ -64,7 +64,7 @@ def test_each_mode_trains_end_to_end_and_writes_its_metrics(experiment, tmp_path
     for key in ("test/mask_iou", "test/edge_psnr", "test/edge_recall"):
         assert key in metrics and metrics[key] == metrics[key]  # present, not NaN
     # The trivial masks' scores depend on the seeded test masks alone.
-    masks = torch.cat([batch["mask"] for batch in tested_batches(cfg)])
+    masks = torch.cat([batch["mask"] for batch in scored_test_batches(cfg)])
     assert metrics["test/mask_iou_empty"] == 0
     assert metrics["test/mask_iou_full"] == pytest.approx((masks >= 0.5).float().mean().item())
     assert ("test/psnr_hole" in metrics) == (experiment == "blind")

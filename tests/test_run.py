@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 
 from inpaint.config import compose_config, config_names
 from inpaint.run import train
-from tests.conftest import TINY_MODELS, run_module, tested_batches, tiny_config
+from tests.conftest import TINY_MODELS, run_module, scored_test_batches, tiny_config
 
 
 @pytest.mark.parametrize("experiment", config_names("experiment"))
@@ -60,7 +60,7 @@ def test_short_run_writes_metrics_checkpoints_and_grids_then_resumes(tmp_path):
     per_image = torch.cat(
         [
             -10 * torch.log10((b["damaged"] - b["image"]).square().mean((1, 2, 3)))
-            for b in tested_batches(cfg)
+            for b in scored_test_batches(cfg)
         ]
     )
     assert written["test/psnr_input"] == pytest.approx(per_image.mean().item(), abs=1e-4)
