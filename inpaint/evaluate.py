@@ -3,8 +3,8 @@ exactly the same images and masks, overall and by hole ratio.
 
 The classical baselines (inpaint/baselines.py) are given the true mask. The model is given
 what it was trained to take: an IPN (and a U-Net trained with `model=unet_mask`) the true
-mask; a U-Net and a blind model nothing but the damaged image. Writes `metrics.json`, `metrics.csv`, `metrics.md` (the printed tables)
-and `panel.png` into the run directory.
+mask; a U-Net and a blind model nothing but the damaged image. Writes `metrics.json`,
+`metrics.csv`, `metrics.md` (the printed tables) and `panel.png` into the run directory.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
     python -m inpaint.predict ckpt_path=CKPT input=FILE_OR_DIR output=DIR [mask=FILE_OR_DIR]
 
 Without `mask` a blind model predicts the hole, a U-Net repaints the whole image, and an IPN
-or a U-Net trained with the mask as input refuses. `mask` is a file for a single input file, or a folder whose masks are matched to
-the images by relative path (`MaskFiles`); white is the hole, black with `mask_invert=true`.
+or a U-Net trained with the mask as input refuses. `mask` is a file for a single input file,
+or a folder whose masks are matched to the images by relative path (`MaskFiles`); white is
+the hole, black with `mask_invert=true`.
 
 What is written:
 - Only the hole changes: each result is the input's own pixels with the hole pixels replaced, so

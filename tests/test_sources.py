@@ -136,15 +136,16 @@ def test_read_jpeg(tmp_path):
     np.testing.assert_allclose(image.mean(axis=(0, 1)), [200 / 255, 120 / 255, 40 / 255], atol=0.02)
 
 
+@pytest.mark.parametrize("suffix", [".png", ".tif", ".webp"])
 @pytest.mark.parametrize("orientation", range(1, 9))
-def test_read_turns_every_exif_orientation_upright_as_pil_does(tmp_path, orientation):
+def test_read_turns_every_exif_orientation_upright_as_pil_does(tmp_path, orientation, suffix):
     stored = np.zeros((6, 10, 3), np.uint8)  # every pixel its own colour: any turn shows
     stored[..., 0] = 20 * np.arange(10)[None, :]
     stored[..., 1] = 40 * np.arange(6)[:, None]
     exif = Image.Exif()
     exif[0x0112] = orientation
-    path = tmp_path / "turned.png"
-    Image.fromarray(stored).save(path, exif=exif)
+    path = tmp_path / f"turned{suffix}"
+    Image.fromarray(stored).save(path, exif=exif, lossless=True)  # lossless: for WebP
     with Image.open(path) as opened:
         upright = np.asarray(ImageOps.exif_transpose(opened).convert("RGB"))
     assert np.array_equal(read_pixels(path), upright)

@@ -49,10 +49,14 @@ _ORIENT = {
 EXIF_ORIENTATION = 0x0112
 
 
-def exif_orientation(path: str | Path) -> int:
-    """The EXIF orientation tag (1 = upright) of an image file; 1 when there is none."""
+def orientation_left_to_apply(path: str | Path) -> int:
+    """The EXIF orientation tag (1 = upright) that OpenCV's decoding leaves unapplied; 1 when
+    there is none. OpenCV's TIFF decoder turns the pixels itself, its other decoders do not.
+    """
     try:
         with Image.open(path) as opened:
+            if opened.format == "TIFF":
+                return 1
             return int(opened.getexif().get(EXIF_ORIENTATION, 1))
     except (OSError, ValueError, Image.DecompressionBombError):
         return 1
@@ -77,7 +81,7 @@ def read_pixels(path: str | Path) -> np.ndarray:
         pixels = cv2.cvtColor(
             pixels, cv2.COLOR_BGRA2RGBA if pixels.shape[2] == 4 else cv2.COLOR_BGR2RGB
         )
-    turn = _ORIENT.get(exif_orientation(path))
+    turn = _ORIENT.get(orientation_left_to_apply(path))
     return np.ascontiguousarray(turn(pixels)) if turn else pixels
 
 
