@@ -90,3 +90,32 @@ def test_edge_metrics_count_only_hole_pixels():
     assert values["edge_recall"].item() == pytest.approx(4 / 8)
     assert values["edge_precision"].item() == pytest.approx(4 / 6)
     assert values["edge_f1"].item() == pytest.approx(2 * 4 / (2 * 4 + 2 + 4))
+
+
+def test_values_do_not_depend_on_autocast_batching_or_image_size():
+    """bf16 autocast leaves SSIM as in fp32; BCE and L1 are means of per-image values."""
+    generator = torch.Generator().manual_seed(0)
+    target = torch.rand(8, 3, 32, 32, generator=generator)
+    prediction = (target + 0.1 * torch.randn(8, 3, 32, 32, generator=generator)).clamp(0, 1)
+    mask = (torch.rand(8, 1, 32, 32, generator=generator) > 0.7).float()
+    plain, mixed = ImageMetrics(), ImageMetrics()
+    plain.update(prediction, target, mask)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed.update(prediction, target, mask)
+    assert mixed.compute()["ssim"].item() == pytest.approx(plain.compute()["ssim"].item(), abs=1e-6)
+
+    probability = torch.rand(8, 1, 32, 32, generator=generator)
+    whole, split = MaskMetrics(), MaskMetrics()
+    whole.update(probability, mask)
+    split.update(probability[:6], mask[:6])
+    split.update(probability[6:], mask[6:])
+    for key in ("mask_bce", "mask_mae", "mask_iou"):
+        assert split.compute()[key].item() == pytest.approx(whole.compute()[key].item(), rel=1e-6)
+
+    small, large = torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 32, 32)
+    metrics = ImageMetrics()
+    metrics.update(small + 0.5, small, torch.ones(1, 1, 8, 8))
+    metrics.update(large, large, torch.ones(1, 1, 32, 32))
+    values = metrics.compute()
+    assert values["l1"].item() == pytest.approx(0.25)  # (0.5 + 0) / 2, not pixel-weighted
+    assert values["l1_hole"].item() == pytest.approx(0.25)

@@ -1,14 +1,16 @@
 """Metric groups: images (PSNR, SSIM, hole PSNR, L1), masks (BCE, IoU, F1, ...) and edges.
 
 Each group updates per batch, computes one dict per epoch and is reduced across ranks by
-torchmetrics.
+torchmetrics, in float32 whatever the autocast precision. PSNR, SSIM, L1, BCE and MAE are
+means of per-image values (neither a batch's size nor an image's weighs them); IoU, F1,
+precision and recall count the pixels of all images together.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-from torchmetrics import MeanAbsoluteError, MeanMetric
+from torchmetrics import MeanMetric
 from torchmetrics.classification import (
     BinaryF1Score,
     BinaryJaccardIndex,
@@ -38,6 +40,11 @@ def hole_l1(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) 
     return _hole_mean((prediction - target).abs(), mask)
 
 
+def per_image_mean(error: torch.Tensor) -> torch.Tensor:
+    """(B, ...) per-pixel error -> (B,) mean per image."""
+    return error.flatten(1).mean(1)
+
+
 class MetricGroup(nn.Module):
     """A dict of torchmetrics objects computed and reset together.
 
@@ -46,6 +53,15 @@ class MetricGroup(nn.Module):
     """
 
     prefix = ""
+
+    def update(self, *maps: torch.Tensor) -> None:
+        """Accumulate one batch, outside autocast: SSIM's convolutions in bf16 or fp16 move
+        it by as much as 0.02."""
+        with torch.autocast(maps[0].device.type, enabled=False):
+            self.accumulate(*(m.float() for m in maps))
+
+    def accumulate(self, *maps: torch.Tensor) -> None:
+        raise NotImplementedError
 
     def compute(self) -> dict[str, torch.Tensor]:
         return {self.prefix + name: metric.compute() for name, metric in self.named_children()}
@@ -64,8 +80,8 @@ class PixelFidelity(MetricGroup):
         self.psnr = MeanMetric()
         self.ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
 
-    def update(self, prediction: torch.Tensor, target: torch.Tensor) -> None:
-        prediction, target = prediction.float().clamp(0, 1), target.float()
+    def accumulate(self, prediction: torch.Tensor, target: torch.Tensor) -> None:
+        prediction = prediction.clamp(0, 1)
         per_image = peak_signal_noise_ratio(
             prediction, target, data_range=1.0, reduction="none", dim=(1, 2, 3)
         )
@@ -80,13 +96,14 @@ class ImageMetrics(PixelFidelity):
     def __init__(self):
         super().__init__()
         self.psnr_hole = MeanMetric()
-        self.l1 = MeanAbsoluteError()
+        self.l1 = MeanMetric()
         self.l1_hole = MeanMetric()
 
-    def update(self, prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> None:
-        super().update(prediction, target)
-        prediction, target, mask = prediction.float(), target.float(), mask.float()
-        self.l1.update(prediction, target)
+    def accumulate(
+        self, prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
+    ) -> None:
+        super().accumulate(prediction, target)
+        self.l1.update(per_image_mean((prediction - target).abs()))
         has_hole = mask.flatten(1).sum(1) > 0
         if has_hole.any():
             holed = prediction[has_hole], target[has_hole], mask[has_hole]
@@ -104,19 +121,16 @@ class MaskMetrics(PixelFidelity):
         self.bce = MeanMetric()
         self.iou = BinaryJaccardIndex(threshold=0.5)
         self.f1 = BinaryF1Score(threshold=0.5)
-        self.mae = MeanAbsoluteError()
+        self.mae = MeanMetric()
 
-    def update(self, probability: torch.Tensor, mask: torch.Tensor) -> None:
-        probability, mask = probability.float(), mask.float()
-        super().update(probability, mask)
-        # CUDA autocast refuses binary_cross_entropy on probabilities (validation and test
-        # steps run under autocast with 16-mixed / bf16-mixed): compute it outside.
-        with torch.autocast(probability.device.type, enabled=False):
-            self.bce.update(nn.functional.binary_cross_entropy(probability, mask))
+    def accumulate(self, probability: torch.Tensor, mask: torch.Tensor) -> None:
+        super().accumulate(probability, mask)
+        bce = nn.functional.binary_cross_entropy(probability, mask, reduction="none")
+        self.bce.update(per_image_mean(bce))
         binary = (mask >= 0.5).long()
         self.iou.update(probability, binary)
         self.f1.update(probability, binary)
-        self.mae.update(probability, mask)
+        self.mae.update(per_image_mean((probability - mask).abs()))
 
 
 class EdgeMetrics(PixelFidelity):
@@ -133,10 +147,10 @@ class EdgeMetrics(PixelFidelity):
         self.recall = BinaryRecall(threshold=0.5)
         self.f1 = BinaryF1Score(threshold=0.5)
 
-    def update(self, edges: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> None:
-        super().update(edges, target)
+    def accumulate(self, edges: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> None:
+        super().accumulate(edges, target)
         hole = mask >= 0.5
         if hole.any():
-            predicted, true = edges.float()[hole], (target[hole] >= 0.5).long()
+            predicted, true = edges[hole], (target[hole] >= 0.5).long()
             for metric in (self.precision, self.recall, self.f1):
                 metric.update(predicted, true)
