@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 from hydra.utils import instantiate
+from torch import nn
+from torch.utils.data import DataLoader
 
 from inpaint.config import compose_config
 from inpaint.models.gan import GANModule, judge_together
@@ -151,3 +155,32 @@ def test_judging_real_and_fake_together_equals_judging_each_alone():
     real_scores, fake_scores = judge_together(image_critic, real, fake)
     torch.testing.assert_close(real_scores, image_critic(real))
     torch.testing.assert_close(fake_scores, image_critic(fake))
+
+
+class LinearGAN(GANModule):
+    """A GAN of two linear layers: the step logic of GANModule alone."""
+
+    def generate(self, batch):
+        return {"output": self.generator(batch["x"])}
+
+    def discriminator_loss(self, batch, fake):
+        return self.discriminator(fake["output"]).mean()
+
+    def generator_loss(self, batch, fake, adversarial):
+        return {"loss": (fake["output"] - 3).square().mean()}
+
+
+def test_gradients_are_clipped_at_their_true_norm_under_a_loss_scaler():
+    """With 16-mixed a GradScaler multiplies the loss; the clip must see unscaled gradients."""
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    torch.manual_seed(0)
+    sgd = partial(torch.optim.SGD, lr=0.0)  # the gradients stay after the step: inspect them
+    model = LinearGAN(nn.Linear(4, 4), nn.Linear(4, 1), sgd, sgd, {}, gradient_clip_val=0.01)
+    data = DataLoader([{"x": torch.randn(4)} for _ in range(4)], batch_size=4)
+    scaler = torch.amp.GradScaler("cpu")
+    fit = trainer(plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)], limit_val_batches=0)
+    fit.fit(model, data)
+    assert scaler.get_scale() > 1
+    norm = torch.nn.utils.get_total_norm([p.grad for p in model.generator.parameters()])
+    assert norm.item() == pytest.approx(0.01, rel=1e-2)

@@ -44,7 +44,9 @@ class GANModule(InpaintingModule):
 
     `adversarial_start_epoch` > 0 trains the generator on its reconstruction terms alone
     (and leaves the discriminator untouched) for that many epochs. `gradient_clip_val`
-    clips each network's gradient norm before its step.
+    clips each network's gradient norm before its step. Lightning counts every optimiser
+    step in `global_step`: two per batch while the discriminator trains, so
+    `trainer.max_steps` stops a GAN after half as many batches as a U-Net.
     """
 
     def __init__(
@@ -89,11 +91,15 @@ class GANModule(InpaintingModule):
         loss = loss_fn()
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
-        if self.gradient_clip_val:
-            self.clip_gradients(optimizer, self.gradient_clip_val, gradient_clip_algorithm="norm")
         optimizer.step()
         self.untoggle_optimizer(optimizer)
         return loss
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """Clip here, not before `optimizer.step()`: Lightning calls this hook after a 16-mixed
+        loss scaler has unscaled the gradients, so the clip sees their true norm."""
+        if self.gradient_clip_val:
+            self.clip_gradients(optimizer, self.gradient_clip_val, gradient_clip_algorithm="norm")
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         # A second optimizer is absent where every discriminator is frozen: the generator
