@@ -10,6 +10,7 @@ from inpaint.models.losses import (
     feature_matching_loss,
     generator_adversarial_loss,
     mask_loss,
+    perceptual_and_style,
 )
 
 
@@ -91,3 +92,15 @@ def test_feature_matching_sums_l1_per_layer_and_sends_no_gradient_to_the_real_si
     loss.backward()
     assert real[0].grad is None
     assert fake[0].grad is not None
+
+
+def test_style_loss_is_computed_in_float32_under_autocast():
+    generator = torch.Generator().manual_seed(2)
+    real = [torch.rand(2, 8, 16, 16, generator=generator) * 30 for _ in range(2)]
+    fake = [torch.rand(2, 8, 16, 16, generator=generator) * 30 for _ in range(2)]
+    expected = perceptual_and_style(real, fake)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = perceptual_and_style(real, fake)
+    for value, reference in zip(mixed, expected, strict=True):
+        assert value.dtype == torch.float32
+        assert value.item() == pytest.approx(reference.item(), rel=1e-6)

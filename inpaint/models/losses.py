@@ -84,9 +84,13 @@ def gram(features: torch.Tensor) -> torch.Tensor:
 def perceptual_and_style(
     real: list[torch.Tensor], fake: list[torch.Tensor]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """EdgeConnect's perceptual (L1 of VGG features) and style (L1 of Gram matrices) losses."""
-    perceptual = sum(F.l1_loss(f.float(), r.float()) for r, f in zip(real, fake, strict=True))
-    style = sum(
-        F.l1_loss(gram(f.float()), gram(r.float())) for r, f in zip(real, fake, strict=True)
-    )
+    """EdgeConnect's perceptual (L1 of VGG features) and style (L1 of Gram matrices) losses.
+
+    Outside autocast: there the Gram matrices' products would run in half precision, which
+    overflows to inf in fp16 at 256 px.
+    """
+    with torch.autocast(real[0].device.type, enabled=False):
+        pairs = [(r.float(), f.float()) for r, f in zip(real, fake, strict=True)]
+        perceptual = sum(F.l1_loss(f, r) for r, f in pairs)
+        style = sum(F.l1_loss(gram(f), gram(r)) for r, f in pairs)
     return perceptual, style
