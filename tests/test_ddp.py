@@ -50,6 +50,38 @@ def test_each_rank_trains_on_different_samples_and_masks_and_batch_is_split(tmp_
     assert sum(a != b for a, b in zip(areas[0], areas[1], strict=True)) >= 6
 
 
+class RecordWeights(L.Callback):
+    """Test probe: each rank writes the sum of each network's weights after training."""
+
+    def __init__(self, folder):
+        self.folder = folder
+
+    def on_train_end(self, trainer, module):
+        sums = {
+            name: sum(p.detach().double().sum().item() for p in getattr(module, name).parameters())
+            for name in ("generator", "discriminator")
+        }
+        (self.folder / f"weights{trainer.global_rank}.json").write_text(json.dumps(sums))
+
+
+def test_a_gan_trains_under_ddp_with_both_networks_kept_in_sync(tmp_path):
+    """Each rank sees other images, so weights stay equal only if every step's gradients
+    (the discriminator's and then the generator's) are averaged across the ranks."""
+    cfg = tiny_config(tmp_path, ["experiment=ipn", "data.batch_size=4"], model="ipn")
+    datamodule = instantiate(cfg.data, mask=instantiate(cfg.mask))
+    model = instantiate(cfg.model, _convert_="all")
+    trainer = quiet_trainer(
+        strategy="ddp_spawn_find_unused_parameters_true",  # conf/trainer/ddp*.yaml, spawned
+        devices=2,
+        limit_train_batches=2,
+        limit_val_batches=0,
+        callbacks=[RecordWeights(tmp_path)],
+    )
+    trainer.fit(model, datamodule)
+    weights = [json.loads((tmp_path / f"weights{rank}.json").read_text()) for rank in (0, 1)]
+    assert weights[0] == pytest.approx(weights[1], rel=1e-9)
+
+
 def test_batch_size_that_does_not_divide_is_a_clear_error(tmp_path):
     cfg = tiny_config(tmp_path, ["data.batch_size=5"])
     datamodule = instantiate(cfg.data, mask=instantiate(cfg.mask))
@@ -58,16 +90,17 @@ def test_batch_size_that_does_not_divide_is_a_clear_error(tmp_path):
         datamodule.train_dataloader()
 
 
-def test_ddp_cpu_run_writes_one_run_directory(tmp_path):
+def test_ddp_cpu_run_of_a_gan_writes_one_run_directory(tmp_path):
     logs = tmp_path / "logs"
     run_dir = logs / "the_run"
     run_module(
         "inpaint.run",
         "trainer=ddp_cpu",
+        "experiment=ipn",
         "debug=fast",
         "data.batch_size=4",
         "data.image_size=32",
-        *TINY_MODELS["unet"],
+        *TINY_MODELS["ipn"],
         f"paths.log_dir={logs}",
         f"hydra.run.dir={run_dir}",
     )
