@@ -110,8 +110,9 @@ def folder_samples(root: Path, paths: list[Path], mask, seed: int) -> Iterator[S
         else:
             hole = mask(rng, *image.shape[:2])
         other = None
-        if mask.fill == "image":
-            other_path = paths[int(rng.integers(0, len(paths)))]
+        if mask.fill == "image":  # another image: the image itself would leave it undamaged
+            drawn = int(rng.integers(0, len(paths) - 1))
+            other_path = paths[drawn + (drawn >= index)]
             other = cv2.resize(read_image(other_path), image.shape[1::-1])
         fill = make_fill(mask.fill, rng, image.shape, other)
         yield Sample(str(relative), image, hole, damage(image, hole, fill))
@@ -155,6 +156,11 @@ def samples(cfg: DictConfig, stored: dict) -> tuple[Iterator[Sample], int]:
         paths = list_images(root)
         if not paths:
             raise FileNotFoundError(f"images={root} holds no image files")
+        if mask.fill == "image" and len(paths) < 2:
+            raise ValueError(
+                f"mask.fill=image fills each hole from another image, and images={root} holds "
+                "one: give more images or another mask.fill (zeros, ones, colour, noise)"
+            )
         scored = min(len(paths), cfg.limit or len(paths))
         check_folder(root, paths, mask if isinstance(mask, MaskFiles) else None, scored)
         return folder_samples(root, paths, mask, cfg.seed), len(paths)
@@ -218,8 +224,12 @@ def evaluate(cfg: DictConfig) -> dict:
         raise ValueError(
             f"limit must be a number of samples >= 1, or null for all; got {cfg.limit}"
         )
-    if not 0 < cfg.bucket_width <= 1:
-        raise ValueError(f"bucket_width must be in (0, 1], e.g. 0.1; got {cfg.bucket_width}")
+    percent = round(100 * cfg.bucket_width, 6)
+    if not (0 < percent <= 100 and percent == int(percent) and 100 % int(percent) == 0):
+        raise ValueError(
+            "bucket_width must split 0-100% into buckets of a whole number of percent "
+            f"(0.01, 0.02, 0.04, 0.05, 0.1, 0.2, 0.25, 0.5 or 1); got {cfg.bucket_width}"
+        )
     inpainter = Inpainter.from_checkpoint(
         cfg.ckpt_path, device=cfg.device, precision=str(cfg.precision)
     )

@@ -13,10 +13,11 @@ from omegaconf import open_dict
 from skimage.metrics import structural_similarity
 
 from inpaint.config import compose_config
-from inpaint.data.images import read_image, write_image, write_pixels
+from inpaint.data.images import list_images, read_image, write_image, write_pixels
 from inpaint.data.mask_files import read_mask
+from inpaint.data.masks import SquareMask
 from inpaint.data.sources import SamplePhotos
-from inpaint.evaluate import bucket_of, evaluate
+from inpaint.evaluate import bucket_of, evaluate, folder_samples
 from tests.conftest import run_module
 
 BASELINE_ROWS = {"input", "telea", "navier_stokes", "biharmonic"}
@@ -221,12 +222,31 @@ def test_unreadable_images_are_named_before_any_image_is_scored(
         (["images=/nowhere"], "images=/nowhere is not a folder"),
         (["limit=0"], "limit must be a number of samples >= 1"),
         (["split=tset"], r"split must be one of \['test', 'train', 'val'\], got 'tset'"),
-        (["bucket_width=0"], r"bucket_width must be in \(0, 1\]"),
+        (["bucket_width=0"], r"bucket_width must split 0-100% .*; got 0"),
+        (["bucket_width=0.3"], r"bucket_width must split 0-100% .*; got 0.3"),
+        (["bucket_width=0.005"], r"bucket_width must split 0-100% .*; got 0.005"),
     ],
 )
 def test_bad_settings_are_named(tmp_path, trained_checkpoint, overrides, error):
     cfg = evaluate_config(tmp_path, trained_checkpoint("unet"), *overrides)
     with pytest.raises((ValueError, FileNotFoundError), match=error):
+        evaluate(cfg)
+
+
+def test_image_fills_come_from_another_image_of_the_folder(tmp_path, trained_checkpoint):
+    photo = SamplePhotos().split("test")[0]
+    images = tmp_path / "images"
+    for k in range(3):
+        write_image(images / f"{k}.png", photo[40 * k : 40 * k + 32, :32])
+    paths = list_images(images)
+    for seed in range(8):
+        for sample in folder_samples(images, paths, SquareMask(fill="image"), seed):
+            hole = sample.mask > 0.5
+            assert np.abs(sample.damaged - sample.image)[hole].max() > 0.05, sample.name
+    write_image(tmp_path / "one" / "only.png", photo[:32, :32])
+    overrides = [f"images={tmp_path / 'one'}", "mask=square", "mask.fill=image"]
+    cfg = evaluate_config(tmp_path, trained_checkpoint("unet"), *overrides)
+    with pytest.raises(ValueError, match=r"mask.fill=image .* images=.*one holds one"):
         evaluate(cfg)
 
 
