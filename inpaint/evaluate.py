@@ -153,7 +153,7 @@ def samples(cfg: DictConfig, stored: dict) -> tuple[Iterator[Sample], int]:
         root = Path(cfg.images)
         if not root.is_dir():
             raise FileNotFoundError(f"images={root} is not a folder")
-        paths = list_images(root)
+        paths = list_images(root, exclude=[mask.root] if isinstance(mask, MaskFiles) else [])
         if not paths:
             raise FileNotFoundError(f"images={root} holds no image files")
         if mask.fill == "image" and len(paths) < 2:

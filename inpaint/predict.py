@@ -133,19 +133,13 @@ def output_names(relatives: list[Path]) -> list[Path]:
     return names
 
 
-def plan(source: Path, output: Path) -> list[Job]:
-    """The input images, sorted, with their output names. An output folder inside the input
-    folder is not searched, so the results of an earlier run are not taken for inputs."""
+def plan(source: Path, output: Path, masks: str | None = None) -> list[Job]:
+    """The input images, sorted, with their output names. Output and mask folders inside the
+    input folder are not searched: earlier results and masks are not taken for inputs."""
     if source.is_file():
         files, relatives = [source], [Path(source.name)]
     else:
-        results = output.resolve()
-        inside = results != source.resolve() and results.is_relative_to(source.resolve())
-        files = [
-            path
-            for path in list_images(source)
-            if not (inside and path.resolve().is_relative_to(results))
-        ]
+        files = list_images(source, exclude=[output, *([masks] if masks else [])])
         relatives = [path.relative_to(source) for path in files]
     if not files:
         raise FileNotFoundError(f"no image files in input={source}")
@@ -346,7 +340,7 @@ def group_by_size(items: list[Loaded], max_side: int) -> dict[tuple, list[Loaded
 def predict(cfg: DictConfig) -> PredictReport:
     """Inpaint every input image and write the results; what was written and what failed."""
     source, output = check_config(cfg)
-    jobs = plan(source, output)
+    jobs = plan(source, output, cfg.mask)
     check_targets(jobs, output, cfg)
     inpainter = load_inpainter(cfg)
     read = mask_reader(cfg)

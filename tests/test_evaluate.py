@@ -14,7 +14,7 @@ from skimage.metrics import structural_similarity
 
 from inpaint.config import compose_config
 from inpaint.data.images import list_images, read_image, write_image, write_pixels
-from inpaint.data.mask_files import read_mask
+from inpaint.data.mask_files import MaskFiles, read_mask
 from inpaint.data.masks import SquareMask
 from inpaint.data.sources import SamplePhotos
 from inpaint.evaluate import bucket_of, evaluate, folder_samples
@@ -163,6 +163,27 @@ def test_inverted_masks_name_the_same_holes(tmp_path, photo_folder, trained_chec
         )
     )
     assert white["buckets"] == inverted["buckets"]
+
+
+def test_a_mask_folder_inside_the_image_folder_is_not_scored_as_images(
+    tmp_path, photo_folder, trained_checkpoint
+):
+    images, masks = photo_folder
+    masks.rename(images / "masks")
+    common = [f"images={images}", "mask=files", f"mask.root={images / 'masks'}", "baselines=[]"]
+    report = evaluate(evaluate_config(tmp_path, trained_checkpoint("unet"), *common))
+    assert report["samples"] == len(FOLDER)
+
+
+def test_mask_files_are_found_by_name_with_any_image_suffix_in_any_case(tmp_path):
+    for name in ("IMG_1.PNG", "sub/x.tif", "a.b.png", "c.png"):
+        write_pixels(tmp_path / name, np.zeros((4, 4), np.uint8))
+    masks = MaskFiles(str(tmp_path))
+    assert masks.find("IMG_1.JPG") == tmp_path / "IMG_1.PNG"
+    assert masks.find("sub/x.jpg") == tmp_path / "sub/x.tif"
+    assert masks.find("c.png") == tmp_path / "c.png"
+    with pytest.raises(FileNotFoundError, match=r"no mask for image a\.jpg"):
+        masks.find("a.jpg")  # a.b.png is the mask of a.b.*, not of a.*
 
 
 def test_mask_size_mismatch_names_both_files(tmp_path, photo_folder, trained_checkpoint):

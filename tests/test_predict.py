@@ -179,6 +179,19 @@ def test_missing_or_mismatched_masks_fail_their_image_only(trained_checkpoint, t
     assert "no mask for image c.png" in report.failed[source / "c.png"]
 
 
+def test_a_mask_folder_inside_the_input_folder_is_not_taken_for_inputs(
+    trained_checkpoint, tmp_path
+):
+    source, output = tmp_path / "in", tmp_path / "out"
+    write_photos(source, {name: photos()["rgb.jpg"] for name in ("a.png", "b.png")})
+    for name in ("a.png", "b.png"):
+        write_pixels(source / "masks" / name, hole_mask((37, 45)))
+
+    report = run(trained_checkpoint("ipn"), source, output, f"mask={source / 'masks'}")
+
+    assert report.written == [output / "a.png", output / "b.png"] and not report.failed
+
+
 def test_refuses_to_overwrite_inputs_or_earlier_results(trained_checkpoint, tmp_path):
     ckpt, source = trained_checkpoint("unet"), tmp_path / "in"
     write_photos(source, {"a.png": photos()["rgb.jpg"], "b.png": photos()["rgb.jpg"]})

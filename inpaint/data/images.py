@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import cv2
@@ -102,10 +103,25 @@ def is_readable_image(path: str | Path) -> bool:
     return data.size > 0 and cv2.imdecode(data, cv2.IMREAD_UNCHANGED) is not None
 
 
-def list_images(root: str | Path) -> list[Path]:
-    """All image files below `root`, sorted, so splits do not depend on the file system's order."""
+def list_images(root: str | Path, exclude: Iterable[str | Path] = ()) -> list[Path]:
+    """All image files below `root`, sorted, so splits do not depend on the file system's order.
+
+    Files at or below a path of `exclude` that lies inside `root` (a results or mask folder,
+    or a mask file, kept among the images) are left out; an `exclude` that is `root` itself
+    or lies elsewhere is ignored.
+    """
+    root = Path(root)
+    inner = [
+        folder.resolve()
+        for folder in map(Path, exclude)
+        if folder.resolve() != root.resolve() and folder.resolve().is_relative_to(root.resolve())
+    ]
     return sorted(
-        p for p in Path(root).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+        p
+        for p in root.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES
+        and p.is_file()
+        and not any(p.resolve().is_relative_to(folder) for folder in inner)
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 
 import numpy as np
@@ -45,11 +46,21 @@ class MaskFiles:
             raise FileNotFoundError(f"mask folder not found: {self.root} (mask.root)")
 
     def find(self, relative: str | Path) -> Path:
+        """The mask file named like the image, with any image suffix in any case."""
         relative = Path(relative)
-        for suffix in (relative.suffix, *IMAGE_SUFFIXES):
-            candidate = self.root / relative.with_suffix(suffix)
-            if candidate.is_file():
-                return candidate
+        folder = self.root / relative.parent
+        same_suffix = folder / relative.name
+        if same_suffix.is_file():
+            return same_suffix
+        if folder.is_dir():
+            for candidate in sorted(folder.glob(f"{glob.escape(relative.stem)}.*")):
+                named_alike = candidate.stem == relative.stem
+                if (
+                    named_alike
+                    and candidate.suffix.lower() in IMAGE_SUFFIXES
+                    and candidate.is_file()
+                ):
+                    return candidate
         raise FileNotFoundError(
             f"no mask for image {relative} in {self.root}: expected "
             f"{self.root / relative.with_suffix('.png')} (or another image suffix)"
