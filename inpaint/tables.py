@@ -3,7 +3,9 @@
 Reads every job folder of a Hydra multirun (its `.hydra/` configs and `metrics.json`),
 and writes `tables.md`, `table1.csv`, `table2.csv` and `tables.png` (a bar chart) into the
 sweep folder, or into `--output`. Several seeds of one (experiment, data set) become
-mean and standard deviation; a job without `metrics.json` is reported as failed.
+mean and standard deviation; jobs of one (experiment, data set) that differ in another
+setting, or repeat a seed, are refused rather than averaged. A job without `metrics.json`
+is reported as failed.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ PAPER = {
 }
 
 
+# Overrides that pick a table cell (experiment, data) or a repeat of it (seed).
+CELL_KEYS = {"experiment", "data", "seed"}
+
+
 @dataclass
 class Job:
     folder: Path
@@ -43,6 +49,12 @@ class Job:
     data: str
     seed: int
     metrics: dict[str, float] | None  # None: the job failed
+    settings: tuple[str, ...] = ()  # its other command-line overrides
+
+
+def other_settings(overrides: list[str]) -> tuple[str, ...]:
+    """A job's overrides but those of CELL_KEYS (`seed=1`, `+data=x`, `~seed` alike)."""
+    return tuple(sorted(o for o in overrides if o.split("=")[0].lstrip("+~") not in CELL_KEYS))
 
 
 @dataclass
@@ -71,12 +83,47 @@ def read_jobs(multirun: Path) -> list[Job]:
         choices = OmegaConf.load(folder / ".hydra" / "hydra.yaml").hydra.runtime.choices
         metrics_path = folder / "metrics.json"
         metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
+        overrides = OmegaConf.load(folder / ".hydra" / "overrides.yaml")
+        settings = other_settings([str(o) for o in overrides])
         jobs.append(
-            Job(folder, str(config.task_name), str(choices.data), int(config.seed), metrics)
+            Job(
+                folder,
+                str(config.task_name),
+                str(choices.data),
+                int(config.seed),
+                metrics,
+                settings,
+            )
         )
     if not jobs:
         raise FileNotFoundError(f"{multirun} holds no Hydra job folders (.hydra/config.yaml)")
+    check_repeats(jobs)
     return jobs
+
+
+def check_repeats(jobs: list[Job]) -> None:
+    """The jobs of one cell must be seeds of one setting, or their mean means nothing."""
+    cells: dict[tuple[str, str], list[Job]] = {}
+    for job in jobs:
+        cells.setdefault((job.experiment, job.data), []).append(job)
+    for (experiment, data), group in cells.items():
+        cell = f"jobs of experiment={experiment} data={data}"
+        first = group[0]
+        for job in group[1:]:
+            if job.settings != first.settings:
+                raise ValueError(
+                    f"{cell} differ in more than the seed: {first.folder} has "
+                    f"{list(first.settings)}, {job.folder} has {list(job.settings)}; "
+                    "give a sweep over seeds alone"
+                )
+        seeds = [job.seed for job in group]
+        for job in group:
+            if seeds.count(job.seed) > 1:
+                twins = [str(j.folder) for j in group if j.seed == job.seed]
+                raise ValueError(
+                    f"{cell} repeat seed={job.seed} ({', '.join(twins)}); "
+                    "give the folder of one sweep, not of several"
+                )
 
 
 def build_table(jobs: list[Job], rows: dict) -> tuple[list[str], dict[str, dict[str, Cell]]]:

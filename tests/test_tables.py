@@ -125,3 +125,22 @@ def test_not_a_sweep_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="is not a folder"):
         tables.main([str(tmp_path / "mistyped")])
     assert not (tmp_path / "mistyped").exists()
+
+
+def test_jobs_that_differ_in_more_than_the_seed_are_refused(multirun, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(multirun, copy)
+    job = next(path.parent.parent for path in sorted(copy.glob("*/.hydra/overrides.yaml")))
+    overrides = job / ".hydra" / "overrides.yaml"
+    overrides.write_text(overrides.read_text() + "- model.g_lr=0.1\n")
+    with pytest.raises(ValueError, match=r"differ in more than the seed: .*model.g_lr=0.1"):
+        tables.main([str(copy), "--output", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_seed_run_twice_is_refused(multirun, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(multirun, copy)
+    shutil.copytree(copy / "0", copy / "4")
+    with pytest.raises(ValueError, match=r"repeat seed=1 \(.*/0, .*/4\)"):
+        tables.main([str(copy)])
