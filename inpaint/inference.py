@@ -177,10 +177,17 @@ class Inpainter:
         return result
 
     def _keep_intact(self, painted, damaged, mask, predicted: bool) -> torch.Tensor:
-        """Blend the painted image in by the mask; pixels the mask leaves intact are the input."""
+        """The painted image in the hole, the input where the mask leaves pixels intact.
+
+        A given mask is the damage itself: every pixel it touches (m > 0) is painted, as the
+        IPN is trained and the classical baselines work; blending by m would keep
+        (1 - m) of a damaged grey-scale pixel. A predicted mask is an estimate: the paint is
+        blended in by it, and below `intact_below` the pixel is the input's.
+        """
+        painted = painted.clamp(0, 1)
         if mask is None:  # a U-Net given no mask: its output is the answer everywhere
-            return painted.clamp(0, 1)
-        if predicted:
-            mask = torch.where(mask < self.intact_below, torch.zeros_like(mask), mask)
-        blended = mask * painted.clamp(0, 1) + (1 - mask) * damaged
-        return torch.where(mask > 0, blended, damaged)
+            return painted
+        if not predicted:
+            return torch.where(mask > 0, painted, damaged)
+        blended = mask * painted + (1 - mask) * damaged
+        return torch.where(mask < self.intact_below, damaged, blended)

@@ -10,7 +10,8 @@ the hole, black with `mask_invert=true`.
 What is written:
 - Only the hole changes: each result is the input's own pixels with the hole pixels replaced, so
   pixels the mask leaves intact are byte for byte the input's. The hole is where the given mask
-  is above 0, or where the predicted one is at least `Inpainter.intact_below`.
+  is above 0 (there the result is the network's), or where the predicted one is at least
+  `Inpainter.intact_below` (there the paint is blended in by the predicted mask).
 - The image keeps its size, its upright orientation (EXIF applied), its channels (grey as grey,
   RGBA with the alpha channel unchanged; a grey + alpha PNG, which OpenCV reads as RGBA, and a
   colour file whose channels are all equal are painted grey) and its depth (8 or 16 bit; float
@@ -269,13 +270,9 @@ def inpaint_batch(inpainter: Inpainter, items: list[Loaded], size: tuple) -> lis
 def full_size(inpainter: Inpainter, item: Loaded, result: dict[str, torch.Tensor]) -> Painted:
     """One image's Inpainter result at full size, with the hole its pixels are taken in."""
     size = item.image.shape[:2]
-    scaled = tuple(result["output"].shape[-2:]) != size
     painted = upscale(result["output"].permute(1, 2, 0).contiguous().numpy(), size)
     edges = upscale(result["edges"][0].numpy(), size) if "edges" in result else None
-    if item.mask is not None:
-        if scaled:  # the reduced result is pure paint in the hole: blend as Inpainter does
-            weight = item.mask[:, :, None]
-            painted = weight * painted + (1 - weight) * item.image
+    if item.mask is not None:  # a given mask: paint wherever it is above 0, as Inpainter does
         return Painted(painted, item.mask > 0, item.mask, edges)
     if "mask" in result:
         mask = upscale(result["mask"][0].numpy(), size)

@@ -1,0 +1,48 @@
+"""`Inpainter`: how the painted image and the input are put together, by the kind of mask."""
+
+from __future__ import annotations
+
+import torch
+from hydra.utils import instantiate
+
+from inpaint.data.edges import to_gray
+from inpaint.inference import Inpainter
+from tests.conftest import tiny_config
+
+
+def tiny_module(tmp_path, experiment: str):
+    cfg = tiny_config(tmp_path, [f"experiment={experiment}"], model=experiment)
+    torch.manual_seed(0)
+    return instantiate(cfg.model, _convert_="all").eval()
+
+
+def test_a_given_grey_mask_is_painted_wherever_it_is_above_zero(tmp_path):
+    """The damage (1 - m) x + m fill leaves no pixel under m > 0 worth keeping: the result
+    there is the network's, as in IPN training and for the classical baselines."""
+    module = tiny_module(tmp_path, "ipn")
+    damaged = torch.rand(1, 3, 32, 32)
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 8:24, 8:24] = 0.4
+    inpainter = Inpainter(module)
+    output = inpainter(damaged, mask)["output"]
+    with torch.no_grad():
+        edges = inpainter.edges(to_gray(damaged), mask)
+        _, refined = module.generator(damaged, mask, edges)
+    hole = mask.expand_as(damaged) > 0
+    torch.testing.assert_close(output[hole], refined.clamp(0, 1)[hole])
+    assert torch.equal(output[~hole], damaged[~hole])
+
+
+def test_a_predicted_mask_blends_the_paint_in_and_keeps_pixels_below_the_threshold(tmp_path):
+    module = tiny_module(tmp_path, "blind")
+    damaged = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        chain = module.run_chain(damaged)
+    mask, painted = chain["mask"], chain["refined"].clamp(0, 1)
+    threshold = float(mask.median())  # half the pixels on each side
+    output = Inpainter(module, intact_below=threshold)(damaged)["output"]
+    expected = torch.where(mask < threshold, damaged, mask * painted + (1 - mask) * damaged)
+    torch.testing.assert_close(output, expected)
+    assert torch.equal(
+        output[(mask < threshold).expand_as(output)], damaged[(mask < threshold).expand_as(damaged)]
+    )
