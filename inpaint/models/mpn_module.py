@@ -37,7 +37,8 @@ class MPNModule(InpaintingModule):
 
     def evaluate(self, stage, batch):
         logits = self.net(batch["damaged"])
-        self.log(f"{stage}/loss", mask_loss(logits, batch["mask"], self.l1_weight))
+        loss = mask_loss(logits, batch["mask"], self.l1_weight)
+        self.log(f"{stage}/loss", loss, sync_dist=True)
         predicted = torch.sigmoid(logits.float())
         mask = batch["mask"]
         self.metrics[stage]["mask"].update(predicted, mask)

@@ -60,7 +60,7 @@ class UNetInpainter(InpaintingModule):
 
     def evaluate(self, stage, batch):
         output = self(batch["damaged"], batch["mask"])
-        self.log(f"{stage}/loss", self.loss_fn(output, batch["image"]))
+        self.log(f"{stage}/loss", self.loss_fn(output, batch["image"]), sync_dist=True)
         self.metrics[stage]["image"].update(output, batch["image"], batch["mask"])
         self.metrics[stage]["image_input"].update(batch["damaged"], batch["image"], batch["mask"])
         return {
