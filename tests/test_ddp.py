@@ -90,6 +90,19 @@ def test_batch_size_that_does_not_divide_is_a_clear_error(tmp_path):
         datamodule.train_dataloader()
 
 
+def test_a_split_smaller_than_the_global_batch_still_trains_on_every_process(tmp_path):
+    """16 crops, batch 32 over 8 processes: 2 crops each, a partial batch of 4, kept."""
+    cfg = tiny_config(tmp_path, ["data.batch_size=32", "data.train_length=16"])
+    datamodule = instantiate(cfg.data, mask=instantiate(cfg.mask))
+    datamodule.trainer = type("FakeTrainer", (), {"world_size": 8})()
+    loader = datamodule.train_dataloader()
+    assert loader.batch_size == 4 and not loader.drop_last
+    cfg = tiny_config(tmp_path, ["data.batch_size=32", "data.train_length=40"])
+    datamodule = instantiate(cfg.data, mask=instantiate(cfg.mask))
+    datamodule.trainer = type("FakeTrainer", (), {"world_size": 8})()
+    assert datamodule.train_dataloader().drop_last  # 5 crops each: one full batch of 4
+
+
 def test_ddp_cpu_run_of_a_gan_writes_one_run_directory(tmp_path):
     logs = tmp_path / "logs"
     run_dir = logs / "the_run"

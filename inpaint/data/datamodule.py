@@ -97,12 +97,14 @@ class InpaintDataModule(LightningDataModule):
             self.dataset(split)
 
     def _loader(self, split: str) -> DataLoader:
+        """Training drops a last partial batch, unless there would be no full one: each of
+        the DDP processes gets 1 / world of the samples, as of the (global) batch."""
         train = split == "train"
         return DataLoader(
             self.dataset(split),
             batch_size=self.per_process_batch_size,
             shuffle=train,
-            drop_last=train and len(self.dataset(split)) >= self.per_process_batch_size,
+            drop_last=train and len(self.dataset(split)) >= self.batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory,
