@@ -12,6 +12,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from inpaint.data.datamodule import InpaintDataModule
+from inpaint.data.dataset import InpaintingDataset
 from inpaint.data.masks import GreyscaleMask, LineMask, SquareMask
 from inpaint.data.sources import SAMPLE_PHOTOS, ImageFolder, SamplePhotos
 
@@ -382,3 +383,18 @@ def test_sample_photos_train_and_test_are_disjoint(photos):
             assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.float32
             assert min(image.shape[:2]) >= 64, "photos must be large enough for the default crop"
             assert 0.0 <= image.min() and image.max() <= 1.0 and image.std() > 0.05
+
+
+def test_training_flips_are_independent_of_where_the_crop_lands():
+    """The flip has its own seed: with one seed for crop and flip, albumentations flipped
+    exactly the crops from the upper half of the image."""
+    image = coordinate_image(0).astype(np.float32) / 255  # red = x, green = y
+    dataset = InpaintingDataset([image], SquareMask(), image_size=32, train=True)
+    torch.manual_seed(0)
+    flips = {True: [], False: []}
+    for index in range(200):
+        crop = hwc(dataset[index]["image"])
+        upper = crop[0, 0, 1] * 255 / STEP < 16  # top row y of the crop, of 0..32
+        flips[bool(upper)].append(crop[0, 0, 0] > crop[0, -1, 0])  # red falls: mirrored
+    for half in (True, False):
+        assert len(flips[half]) > 40 and 0.3 < np.mean(flips[half]) < 0.7, (half, flips[half])

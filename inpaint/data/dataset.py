@@ -56,7 +56,9 @@ class InpaintingDataset(Dataset):
             A.RandomCrop(height=self.size, width=self.size, p=1.0),
         ]
         self.crop = A.Compose(geometry)
-        self.augment = A.Compose(geometry + [A.HorizontalFlip(p=0.5)]) if train else self.crop
+        # Its own pipeline and seed: albumentations seeds every transform of a Compose alike,
+        # which made the flip follow the crop's vertical position.
+        self.flip = A.Compose([A.HorizontalFlip(p=0.5)]) if train else None
 
     def __len__(self) -> int:
         return self.length
@@ -77,7 +79,9 @@ class InpaintingDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = self._rng(index)
-        image = self._transform(self.augment, self.images[index % len(self.images)], rng)
+        image = self._transform(self.crop, self.images[index % len(self.images)], rng)
+        if self.flip is not None:
+            image = self._transform(self.flip, image, rng)
         mask = self.mask(rng, self.size, self.size)
         other = None
         if self.mask.fill == "image":
