@@ -268,6 +268,16 @@ def test_image_folder_split_files(tmp_path):
         assert [tag_of(image) for image in images_of(split)] == [int(line[3:6]) for line in lines]
 
 
+def test_image_folder_split_files_must_not_share_images(tmp_path):
+    make_folder(tmp_path / "data", 4, nested=False)
+    lists = {"train": "img000.png\nimg001.png", "val": "img002.png", "test": "./img001.png"}
+    files = {name: tmp_path / f"{name}.txt" for name in lists}
+    for name, path in files.items():
+        path.write_text(lists[name] + "\n")
+    with pytest.raises(ValueError, match=r"train .* and test .* share 1 image\(s\): img001\.png"):
+        ImageFolder(str(tmp_path / "data"), split_files={k: str(v) for k, v in files.items()})
+
+
 def test_image_folder_split_files_need_every_split(tmp_path):
     make_folder(tmp_path / "data", 2, nested=False)
     (tmp_path / "train.txt").write_text("img000.png\n")

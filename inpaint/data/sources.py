@@ -156,6 +156,7 @@ class ImageFolder:
         )
         if split_files:
             self._paths = {split: self._read_split_file(split, split_files) for split in SPLITS}
+            self._check_disjoint(split_files)
         else:
             paths = list_images(self.root)
             if not paths:
@@ -182,6 +183,20 @@ class ImageFolder:
         listing = _require(Path(split_files[split]), "a text file with one image path per line")
         lines = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
         return [self.root / line for line in lines]
+
+    def _check_disjoint(self, split_files: dict[str, str]) -> None:
+        """An image listed in two splits would be scored on what it trained on."""
+        for first, second in (("train", "val"), ("train", "test"), ("val", "test")):
+            shared = sorted(
+                {p.resolve() for p in self._paths[first]}
+                & {p.resolve() for p in self._paths[second]}
+            )
+            if shared:
+                names = ", ".join(str(p.relative_to(self.root.resolve())) for p in shared[:5])
+                raise ValueError(
+                    f"data.source.split_files: {first} ({split_files[first]}) and {second} "
+                    f"({split_files[second]}) share {len(shared)} image(s): {names}"
+                )
 
     def split(self, name: str) -> FileImages:
         return FileImages(self._paths[name], f"{self.root} ({name} split)")
