@@ -285,13 +285,14 @@ def quantize(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return np.rint(np.clip(values, 0.0, 1.0) * top).astype(dtype)
 
 
-def is_grey(pixels: np.ndarray) -> bool:
+def is_grey(pixels: np.ndarray, hole: np.ndarray) -> bool:
     """Grey pixels, stored as one channel or as equal colour channels (OpenCV reads grey +
-    alpha PNGs as RGBA)."""
+    alpha PNGs as RGBA). Judged outside the hole, where the damage may be coloured; on the
+    whole image when everything is hole."""
     if pixels.ndim == 2:
         return True
-    colour = pixels[..., :3]
-    return bool((colour == colour[..., :1]).all())
+    colour = pixels[..., :3][~hole] if not hole.all() else pixels[..., :3].reshape(-1, 3)
+    return bool((colour == colour[:, :1]).all())
 
 
 def compose(raw: np.ndarray, painted: Painted) -> np.ndarray:
@@ -299,7 +300,7 @@ def compose(raw: np.ndarray, painted: Painted) -> np.ndarray:
     the result), alpha stays as it was, float images become 16-bit (PNG holds no float)."""
     pixels = raw.copy() if np.issubdtype(raw.dtype, np.integer) else quantize(raw, np.uint16)
     colour = painted.image.astype(np.float32)
-    if is_grey(raw):
+    if is_grey(raw, painted.hole):
         colour = cv2.cvtColor(colour, cv2.COLOR_RGB2GRAY)
         colour = colour if pixels.ndim == 2 else np.repeat(colour[..., None], 3, axis=2)
     channels = pixels[..., :3] if pixels.ndim == 3 else pixels

@@ -151,6 +151,22 @@ def test_grey_with_alpha_is_painted_grey(trained_checkpoint, tmp_path):
     assert (result[..., :3] == result[..., :1]).all()
 
 
+def test_a_grey_photo_with_coloured_damage_is_painted_grey(trained_checkpoint, tmp_path):
+    image, mask, output = tmp_path / "bw.png", tmp_path / "mask.png", tmp_path / "out"
+    grey = np.random.default_rng(6).integers(0, 256, (37, 45), np.uint8)
+    pixels = np.dstack([grey] * 3)
+    hole = hole_mask(grey.shape) > 0
+    pixels[hole] = (200, 40, 30)  # red scribbles, stored in an RGB file
+    write_pixels(image, pixels)
+    write_pixels(mask, hole_mask(grey.shape))
+
+    run(trained_checkpoint("ipn"), image, output, f"mask={mask}")
+
+    result = read_pixels(output / "bw.png")
+    assert (result == result[..., :1]).all()
+    assert np.array_equal(result[~hole], pixels[~hole])
+
+
 def test_large_image_is_inpainted_reduced_and_written_full_size(trained_checkpoint, tmp_path):
     image, mask, output = tmp_path / "photo.png", tmp_path / "photo_mask.png", tmp_path / "out"
     pixels = np.random.default_rng(4).integers(0, 256, (64, 80, 3), np.uint8)
