@@ -152,6 +152,29 @@ def test_read_turns_every_exif_orientation_upright_as_pil_does(tmp_path, orienta
     assert (orientation == 1) == np.array_equal(upright, stored)
 
 
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_tiff_with_alpha_keeps_its_colour_and_alpha(tmp_path, mode):
+    """OpenCV multiplies an 8-bit TIFF's colour by its alpha; the pixels must come back as
+    stored (grey + alpha as RGBA with equal channels, as OpenCV reads such PNGs)."""
+    rgba = np.zeros((4, 5, 4), np.uint8)
+    rgba[..., :3], rgba[..., 3] = (200, 100, 50), 128
+    stored = Image.fromarray(rgba).convert(mode)
+    stored.save(tmp_path / "alpha.tif")
+    expected = np.asarray(stored.convert("RGBA"))
+    assert np.array_equal(read_pixels(tmp_path / "alpha.tif"), expected)
+
+
+def test_float64_tiff_is_read_and_signed_or_32_bit_integers_are_refused(tmp_path):
+    colour = np.random.default_rng(0).random((4, 5, 3))
+    assert cv2.imwrite(str(tmp_path / "double.tif"), colour)
+    pixels = read_pixels(tmp_path / "double.tif")
+    assert pixels.dtype == np.float32
+    np.testing.assert_allclose(pixels, colour[..., ::-1], atol=1e-6)
+    Image.fromarray(np.full((4, 5), 70000, np.int32), mode="I").save(tmp_path / "int32.tif")
+    with pytest.raises(UnreadableImageError, match=r"int32\.tif: int32 pixels are not supported"):
+        read_pixels(tmp_path / "int32.tif")
+
+
 def test_read_missing_and_corrupt_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.png"):
         read_image(tmp_path / "nope.png")

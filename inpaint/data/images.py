@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -50,17 +51,50 @@ _ORIENT = {
 EXIF_ORIENTATION = 0x0112
 
 
-def orientation_left_to_apply(path: str | Path) -> int:
-    """The EXIF orientation tag (1 = upright) that OpenCV's decoding leaves unapplied; 1 when
-    there is none. OpenCV's TIFF decoder turns the pixels itself, its other decoders do not.
-    """
+@dataclass(frozen=True)
+class Header:
+    """What PIL tells of an image file without decoding it (empty when PIL cannot open it)."""
+
+    format: str = ""
+    mode: str = ""
+    orientation: int = 1  # EXIF; 1 = upright
+
+
+def read_header(path: Path) -> Header:
     try:
         with Image.open(path) as opened:
-            if opened.format == "TIFF":
-                return 1
-            return int(opened.getexif().get(EXIF_ORIENTATION, 1))
+            orientation = int(opened.getexif().get(EXIF_ORIENTATION, 1))
+            return Header(opened.format or "", opened.mode, orientation)
     except (OSError, ValueError, Image.DecompressionBombError):
-        return 1
+        return Header()
+
+
+def _decode(path: Path, header: Header) -> tuple[np.ndarray, int]:
+    """Stored pixels (grey, RGB or RGBA order) and the orientation still to apply.
+
+    8-bit TIFFs with alpha are read by PIL: OpenCV multiplies their colour by the alpha.
+    OpenCV's TIFF decoder applies the orientation itself, its other decoders do not.
+    """
+    if header.format == "TIFF" and header.mode in ("RGBA", "LA"):
+        with Image.open(path) as opened:
+            return np.asarray(opened.convert("RGBA")), header.orientation
+    data = np.fromfile(str(path), dtype=np.uint8)
+    pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if pixels is None:
+        raise UnreadableImageError(f"cannot decode image file: {path}")
+    if pixels.dtype == np.float64:
+        pixels = pixels.astype(np.float32)
+    if pixels.dtype not in (np.uint8, np.uint16, np.float32):
+        raise UnreadableImageError(
+            f"{path}: {pixels.dtype} pixels are not supported (8- or 16-bit unsigned, or float)"
+        )
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[:, :, 0]
+    elif pixels.ndim == 3:
+        pixels = cv2.cvtColor(
+            pixels, cv2.COLOR_BGRA2RGBA if pixels.shape[2] == 4 else cv2.COLOR_BGR2RGB
+        )
+    return pixels, 1 if header.format == "TIFF" else header.orientation
 
 
 def read_pixels(path: str | Path) -> np.ndarray:
@@ -72,17 +106,8 @@ def read_pixels(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image file not found: {path}")
-    data = np.fromfile(str(path), dtype=np.uint8)
-    pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if pixels is None:
-        raise UnreadableImageError(f"cannot decode image file: {path}")
-    if pixels.ndim == 3 and pixels.shape[2] == 1:
-        pixels = pixels[:, :, 0]
-    elif pixels.ndim == 3:
-        pixels = cv2.cvtColor(
-            pixels, cv2.COLOR_BGRA2RGBA if pixels.shape[2] == 4 else cv2.COLOR_BGR2RGB
-        )
-    turn = _ORIENT.get(orientation_left_to_apply(path))
+    pixels, orientation = _decode(path, read_header(path))
+    turn = _ORIENT.get(orientation)
     return np.ascontiguousarray(turn(pixels)) if turn else pixels
 
 
