@@ -144,8 +144,9 @@ class Inpainter:
     ) -> dict[str, torch.Tensor]:
         """Damaged images (B, 3, H, W) in [0, 1] and optional masks (B, 1, H, W), 1 = hole.
 
-        Returns `output` (B, 3, H, W) when the model paints, `mask` (given or predicted) and,
-        for models with an edge stage, `edges` (B, 1, H, W), all float32 on the CPU.
+        Returns `output` (B, 3, H, W) when the model paints, with `paint`, the network's
+        image before it is put into the input; `mask` (given or predicted) and, for models
+        with an edge stage, `edges` (B, 1, H, W); all float32 on the CPU.
         """
         if mask is None and self.needs_mask:
             raise ValueError(f"a {self.kind} model needs a mask: give one per image")
@@ -157,8 +158,9 @@ class Inpainter:
         result = {k: v[..., :height, :width].float().cpu() for k, v in result.items()}
         if "output" in result:
             predicted = mask is None and self.predicts_mask
+            result["paint"] = result["output"].clamp(0, 1)
             result["output"] = self._keep_intact(
-                result["output"], damaged.float().cpu(), result.get("mask"), predicted
+                result["paint"], damaged.float().cpu(), result.get("mask"), predicted
             )
         return result
 
@@ -184,7 +186,6 @@ class Inpainter:
         (1 - m) of a damaged grey-scale pixel. A predicted mask is an estimate: the paint is
         blended in by it, and below `intact_below` the pixel is the input's.
         """
-        painted = painted.clamp(0, 1)
         if mask is None:  # a U-Net given no mask: its output is the answer everywhere
             return painted
         if not predicted:

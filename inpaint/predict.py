@@ -268,16 +268,19 @@ def inpaint_batch(inpainter: Inpainter, items: list[Loaded], size: tuple) -> lis
 
 
 def full_size(inpainter: Inpainter, item: Loaded, result: dict[str, torch.Tensor]) -> Painted:
-    """One image's Inpainter result at full size, with the hole its pixels are taken in."""
+    """One image's result at full size, composed there as Inpainter composes it: the paint
+    wherever a given mask is above 0; blended in by a predicted mask where that is at least
+    `intact_below`, with the full-size photo (not its reduced copy) as the other part."""
     size = item.image.shape[:2]
-    painted = upscale(result["output"].permute(1, 2, 0).contiguous().numpy(), size)
+    paint = upscale(result["paint"].permute(1, 2, 0).contiguous().numpy(), size)
     edges = upscale(result["edges"][0].numpy(), size) if "edges" in result else None
-    if item.mask is not None:  # a given mask: paint wherever it is above 0, as Inpainter does
-        return Painted(painted, item.mask > 0, item.mask, edges)
+    if item.mask is not None:
+        return Painted(paint, item.mask > 0, item.mask, edges)
     if "mask" in result:
         mask = upscale(result["mask"][0].numpy(), size)
-        return Painted(painted, mask >= inpainter.intact_below, mask, edges)
-    return Painted(painted, np.ones(size, bool), np.ones(size, np.float32), edges)
+        blended = mask[..., None] * paint + (1 - mask[..., None]) * item.image
+        return Painted(blended, mask >= inpainter.intact_below, mask, edges)
+    return Painted(paint, np.ones(size, bool), np.ones(size, np.float32), edges)
 
 
 def quantize(values: np.ndarray, dtype: np.dtype) -> np.ndarray:

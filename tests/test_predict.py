@@ -167,6 +167,30 @@ def test_a_grey_photo_with_coloured_damage_is_painted_grey(trained_checkpoint, t
     assert np.array_equal(result[~hole], pixels[~hole])
 
 
+def test_a_reduced_image_blends_the_paint_with_the_full_size_photo(
+    trained_checkpoint, tmp_path, monkeypatch
+):
+    """A blind model that predicts damage 0.3 everywhere and paints grey: each result pixel
+    is 0.3 grey + 0.7 of the full-size photo, not of its reduced and upscaled copy."""
+
+    def stub(self, damaged, mask):
+        shape = damaged.shape
+        return {
+            "mask": torch.full((shape[0], 1, *shape[2:]), 0.3),
+            "edges": torch.zeros(shape[0], 1, *shape[2:]),
+            "output": torch.full(shape, 0.5),
+        }
+
+    monkeypatch.setattr("inpaint.inference.Inpainter._run", stub)
+    pixels = np.random.default_rng(7).integers(0, 256, (64, 80, 3), np.uint8)
+    write_pixels(tmp_path / "photo.png", pixels)
+
+    run(trained_checkpoint("blind"), tmp_path / "photo.png", tmp_path / "out", "max_side=32")
+
+    expected = np.rint((0.3 * 0.5 + 0.7 * pixels / 255) * 255)
+    assert np.abs(read_pixels(tmp_path / "out" / "photo.png") - expected).max() <= 1
+
+
 def test_large_image_is_inpainted_reduced_and_written_full_size(trained_checkpoint, tmp_path):
     image, mask, output = tmp_path / "photo.png", tmp_path / "photo_mask.png", tmp_path / "out"
     pixels = np.random.default_rng(4).integers(0, 256, (64, 80, 3), np.uint8)
