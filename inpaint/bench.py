@@ -15,6 +15,7 @@ import json
 import multiprocessing
 import os
 import platform
+import queue as queue_module
 import resource
 import time
 from pathlib import Path
@@ -186,21 +187,35 @@ def _measure_network(name: str, size: int, batch: int, precision: str, steps: in
     )
 
 
+def measure_in_child(target, *args) -> dict:
+    """`target(*args, queue)` in a fresh process (so its peak memory is its own): its result,
+    or an error when the process ends without one (its traceback is printed above)."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(target=target, args=(*args, queue))
+    child.start()
+    while True:
+        try:
+            result = queue.get(timeout=1.0)
+            break
+        except queue_module.Empty:
+            if not child.is_alive() and queue.empty():
+                raise RuntimeError(
+                    f"the measurement {target.__name__}{args} failed in its process "
+                    f"(exit code {child.exitcode})"
+                ) from None
+    child.join()
+    return result
+
+
 def bench_networks(
     networks: list[str], settings: list[tuple[int, int, int]], precisions: list[str]
 ) -> list[dict]:
-    context = multiprocessing.get_context("spawn")
     rows = []
     for name in networks:
         for size, batch, steps in settings:
             for precision in precisions:
-                queue = context.Queue()
-                child = context.Process(
-                    target=_measure_network, args=(name, size, batch, precision, steps, queue)
-                )
-                child.start()
-                rows.append(queue.get())
-                child.join()
+                rows.append(measure_in_child(_measure_network, name, size, batch, precision, steps))
                 print_table("", rows[-1:]) if len(rows) == 1 else print(
                     "  ".join(_fmt(v) for v in rows[-1].values())
                 )
@@ -272,17 +287,10 @@ def bench_pipeline(
 ) -> list[dict]:
     """The blind model of `experiment=blind` (its widths changed by `overrides`) restoring
     one damaged photo with no mask given, per Inpainter precision ("32", "bf16")."""
-    context = multiprocessing.get_context("spawn")
-    rows = []
-    for precision in precisions:
-        queue = context.Queue()
-        child = context.Process(
-            target=_measure_pipeline, args=(overrides, size, precision, seconds, queue)
-        )
-        child.start()
-        rows.append(queue.get())
-        child.join()
-    return rows
+    return [
+        measure_in_child(_measure_pipeline, overrides, size, precision, seconds)
+        for precision in precisions
+    ]
 
 
 def print_table(title: str, rows: list[dict]) -> None:
@@ -306,10 +314,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
     parser.add_argument("--size", type=int, default=256, help="mask side in pixels")
     parser.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
-    parser.add_argument("--networks", nargs="+", default=["mpn", "epn", "ipn"])
+    parser.add_argument(
+        "--networks", nargs="+", default=["mpn", "epn", "ipn"], choices=("mpn", "epn", "ipn")
+    )
     parser.add_argument(
         "--precisions",
         nargs="+",
+        choices=("32", "bf16-mixed"),
         help="default: 32 and bf16-mixed; 32 alone on a CPU without bf16 kernels",
     )
     parser.add_argument(

@@ -92,3 +92,14 @@ def test_bench_times_the_blind_pipeline_and_its_stages(tmp_path, capsys, monkeyp
     printed = capsys.readouterr().out
     assert "Blind pipeline" in printed
     assert ("bf16 left out: this CPU has no bf16 kernels" in printed) != bf16_kernels
+
+
+def failing_measurement(queue):
+    raise ValueError("a measurement that fails")
+
+
+def test_a_failing_measurement_is_an_error_not_a_hang():
+    with pytest.raises(RuntimeError, match=r"failing_measurement\(\) failed .*exit code 1"):
+        bench.measure_in_child(failing_measurement)
+    with pytest.raises(SystemExit):
+        bench.main(["--sections", "networks", "--precisions", "16-mixed"])
