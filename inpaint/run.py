@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import hydra
@@ -50,6 +51,13 @@ def instantiate_group(group: DictConfig | None, wandb_run_id: str | None = None)
     return objects
 
 
+def keep_wandb_files_in(run_dir: Path) -> None:
+    """W&B stages copies of logged tables and images, and writes debug logs, under the
+    user's home unless told otherwise: keep them with the run (an explicit setting wins)."""
+    for variable in ("WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
+        os.environ.setdefault(variable, str(run_dir / "wandb"))
+
+
 def resume_wandb_run(ckpt_path: str | None) -> str | None:
     """The W&B run id stored in the checkpoint a run resumes from, if any."""
     if not ckpt_path:
@@ -81,6 +89,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     for key, part in (("config", cfg.model), ("data", cfg.data), ("mask", cfg.mask)):
         model.hparams[key] = OmegaConf.to_container(part, resolve=True)
     callbacks = instantiate_group(cfg.get("callbacks"))
+    keep_wandb_files_in(Path(cfg.paths.output_dir))
     loggers: list[Logger] = instantiate_group(
         cfg.get("logger"), resume_wandb_run(cfg.get("ckpt_path"))
     )

@@ -98,9 +98,12 @@ def trained_checkpoint(tmp_path_factory):
     return checkpoint
 
 
-def run_module(module: str, *arguments: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run `python -m module arguments` from the repository root, quiet and offline, and
-    fail the test with the end of its stderr unless it succeeds."""
+def run_module(
+    module: str, *arguments: str, timeout: int = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run `python -m module arguments` from the repository root, quiet and offline (with
+    `env` added to the environment), and fail the test with the end of its stderr unless it
+    succeeds."""
     result = subprocess.run(
         [sys.executable, "-m", module, *arguments],
         cwd=ROOT,
@@ -109,6 +112,7 @@ def run_module(module: str, *arguments: str, timeout: int = 300) -> subprocess.C
             "WANDB_MODE": "offline",
             "WANDB_SILENT": "true",
             "HYDRA_FULL_ERROR": "1",
+            **(env or {}),
         },
         capture_output=True,
         text=True,

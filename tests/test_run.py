@@ -101,7 +101,7 @@ def test_last_checkpoint_is_the_final_epoch_even_when_the_best_is_earlier(tmp_pa
     assert last["global_step"] == 3 * 2  # debug=fast: two batches per epoch
 
 
-def run_cli(run_dir, *overrides):
+def run_cli(run_dir, *overrides, env=None):
     run_module(
         "inpaint.run",
         "debug=fast",
@@ -110,14 +110,17 @@ def run_cli(run_dir, *overrides):
         *TINY_MODELS["unet"],
         f"hydra.run.dir={run_dir}",
         *overrides,
+        env=env,
     )
     (wandb_run,) = (run_dir / "wandb").glob("offline-run-*")
     return wandb_run
 
 
 def test_cli_run_logs_to_csv_and_offline_wandb_with_panels_and_table(tmp_path):
-    run_dir = tmp_path / "run"
-    wandb_run = run_cli(run_dir)
+    run_dir, home = tmp_path / "run", tmp_path / "home"
+    home.mkdir()
+    wandb_run = run_cli(run_dir, env={"HOME": str(home)})
+    assert not [path for path in home.rglob("*") if "wandb" in path.name]  # all in run_dir
     assert "test/psnr" in json.loads((run_dir / "metrics.json").read_text())
     assert (run_dir / "csv" / "metrics.csv").is_file()
     media = wandb_run / "files" / "media"
