@@ -76,6 +76,8 @@ def test_bad_settings_are_clear_errors():
         EdgeDetector(method="sobel")
     with pytest.raises(ValueError, match="0 < low <= high"):
         EdgeDetector(low_threshold=0.3, high_threshold=0.2)
+    with pytest.raises(ValueError, match="edges.sigma must be above 0, got 0"):
+        EdgeDetector(sigma=0)
 
 
 @pytest.mark.parametrize("method", ["opencv", "kornia"])

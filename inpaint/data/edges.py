@@ -28,6 +28,8 @@ class EdgeDetector:
     ):
         if method not in METHODS:
             raise ValueError(f"edges.method must be one of {METHODS}, got {method!r}")
+        if not sigma > 0:  # the kornia path cannot blur by 0, and both paths must agree
+            raise ValueError(f"edges.sigma must be above 0, got {sigma}")
         if not 0 < low_threshold <= high_threshold:
             raise ValueError(
                 f"edges thresholds need 0 < low <= high, got {low_threshold}, {high_threshold}"
