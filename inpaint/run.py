@@ -51,11 +51,17 @@ def instantiate_group(group: DictConfig | None, wandb_run_id: str | None = None)
     return objects
 
 
+_WANDB_DIRS_SET: dict[str, str] = {}  # what keep_wandb_files_in set, per variable
+
+
 def keep_wandb_files_in(run_dir: Path) -> None:
     """W&B stages copies of logged tables and images, and writes debug logs, under the
-    user's home unless told otherwise: keep them with the run (an explicit setting wins)."""
+    user's home unless told otherwise: keep them with the run. A user's own setting wins;
+    one this function made for an earlier job of a multirun is replaced."""
     for variable in ("WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
-        os.environ.setdefault(variable, str(run_dir / "wandb"))
+        ours = _WANDB_DIRS_SET.get(variable)
+        if os.environ.get(variable, ours) == ours:
+            os.environ[variable] = _WANDB_DIRS_SET[variable] = str(run_dir / "wandb")
 
 
 def resume_wandb_run(ckpt_path: str | None) -> str | None:

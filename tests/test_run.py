@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -192,3 +193,18 @@ def test_optuna_search_runs_trials_and_reports_the_best(tmp_path):
     assert len(list(sweep.glob("*/metrics.json"))) == 2
     best = (sweep / "optimization_results.yaml").read_text()
     assert "model.optimizer.lr" in best and "best_value" in best
+
+
+def test_wandb_files_follow_each_run_but_a_users_own_folder_wins(tmp_path, monkeypatch):
+    from inpaint.run import keep_wandb_files_in
+
+    for variable in ("WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr("inpaint.run._WANDB_DIRS_SET", {})
+    keep_wandb_files_in(tmp_path / "job0")
+    keep_wandb_files_in(tmp_path / "job1")  # the next job of a multirun, same process
+    assert os.environ["WANDB_DATA_DIR"] == str(tmp_path / "job1" / "wandb")
+    monkeypatch.setenv("WANDB_CACHE_DIR", "/users/own/cache")
+    keep_wandb_files_in(tmp_path / "job2")
+    assert os.environ["WANDB_CACHE_DIR"] == "/users/own/cache"
+    assert os.environ["WANDB_DATA_DIR"] == str(tmp_path / "job2" / "wandb")
