@@ -26,30 +26,6 @@ class RecordSamples(L.Callback):
                 handle.write(" ".join(str(v) for v in values.tolist()) + "\n")
 
 
-def test_each_rank_trains_on_different_samples_and_masks_and_batch_is_split(tmp_path):
-    cfg = tiny_config(tmp_path, ["data.batch_size=4", "data.train_length=16"])
-    datamodule = instantiate(cfg.data, mask=instantiate(cfg.mask))
-    model = instantiate(cfg.model, _convert_="all")
-    trainer = quiet_trainer(
-        strategy="ddp_spawn",
-        devices=2,
-        limit_train_batches=None,
-        limit_val_batches=0,
-        callbacks=[RecordSamples(tmp_path)],
-    )
-    trainer.fit(model, datamodule)
-
-    def recorded(name, rank):
-        return (tmp_path / f"{name}{rank}.txt").read_text().split()
-
-    seen = {rank: recorded("indices", rank) for rank in (0, 1)}
-    assert len(seen[0]) == len(seen[1]) == 8  # 16 crops, 2 per process per step of 4
-    assert not set(seen[0]) & set(seen[1])
-    # Same torch seed on both ranks, yet each draws its own masks (the rank is in the seed).
-    areas = {rank: recorded("areas", rank) for rank in (0, 1)}
-    assert sum(a != b for a, b in zip(areas[0], areas[1], strict=True)) >= 6
-
-
 class RecordWeights(L.Callback):
     """Test probe: each rank writes the sum of each network's weights after training."""
 
@@ -64,20 +40,31 @@ class RecordWeights(L.Callback):
         (self.folder / f"weights{trainer.global_rank}.json").write_text(json.dumps(sums))
 
 
-def test_a_gan_trains_under_ddp_with_both_networks_kept_in_sync(tmp_path):
-    """Each rank sees other images, so weights stay equal only if every step's gradients
-    (the discriminator's and then the generator's) are averaged across the ranks."""
-    cfg = tiny_config(tmp_path, ["experiment=ipn", "data.batch_size=4"], model="ipn")
+def test_each_rank_trains_a_gan_on_its_own_samples_and_masks_with_weights_kept_in_sync(tmp_path):
+    """Each rank sees other images and masks, so both networks' weights stay equal only if
+    every step's gradients (the discriminator's, then the generator's) are averaged."""
+    overrides = ["experiment=ipn", "data.batch_size=4", "data.train_length=16"]
+    cfg = tiny_config(tmp_path, overrides, model="ipn")
     datamodule = instantiate(cfg.data, mask=instantiate(cfg.mask))
     model = instantiate(cfg.model, _convert_="all")
     trainer = quiet_trainer(
         strategy="ddp_spawn_find_unused_parameters_true",  # conf/trainer/ddp*.yaml, spawned
         devices=2,
-        limit_train_batches=2,
+        limit_train_batches=None,
         limit_val_batches=0,
-        callbacks=[RecordWeights(tmp_path)],
+        callbacks=[RecordSamples(tmp_path), RecordWeights(tmp_path)],
     )
     trainer.fit(model, datamodule)
+
+    def recorded(name, rank):
+        return (tmp_path / f"{name}{rank}.txt").read_text().split()
+
+    seen = {rank: recorded("indices", rank) for rank in (0, 1)}
+    assert len(seen[0]) == len(seen[1]) == 8  # 16 crops, 2 per process per step of 4
+    assert not set(seen[0]) & set(seen[1])
+    # Same torch seed on both ranks, yet each draws its own masks (the rank is in the seed).
+    areas = {rank: recorded("areas", rank) for rank in (0, 1)}
+    assert sum(a != b for a, b in zip(areas[0], areas[1], strict=True)) >= 6
     weights = [json.loads((tmp_path / f"weights{rank}.json").read_text()) for rank in (0, 1)]
     assert weights[0] == pytest.approx(weights[1], rel=1e-9)
 
