@@ -47,6 +47,11 @@ def load_checkpoint(path: str | Path) -> dict:
     return checkpoint
 
 
+def blend_by_mask(paint, image, mask):
+    """The paint weighted by a predicted mask, the image by the rest (tensors or arrays)."""
+    return mask * paint + (1 - mask) * image
+
+
 class Inpainter:
     """Runs a trained module on batches of any size: pads to what the network takes, crops
     back, and returns intact pixels unchanged.
@@ -190,5 +195,4 @@ class Inpainter:
             return painted
         if not predicted:
             return torch.where(mask > 0, painted, damaged)
-        blended = mask * painted + (1 - mask) * damaged
-        return torch.where(mask < self.intact_below, damaged, blended)
+        return torch.where(mask < self.intact_below, damaged, blend_by_mask(painted, damaged, mask))

@@ -49,7 +49,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from inpaint.data.images import list_images, read_pixels, to_float_rgb, write_image, write_pixels
 from inpaint.data.mask_files import MaskFiles, check_mask_size, read_mask
-from inpaint.inference import Inpainter
+from inpaint.inference import Inpainter, blend_by_mask
 
 log = logging.getLogger(__name__)
 
@@ -278,7 +278,7 @@ def full_size(inpainter: Inpainter, item: Loaded, result: dict[str, torch.Tensor
         return Painted(paint, item.mask > 0, item.mask, edges)
     if "mask" in result:
         mask = upscale(result["mask"][0].numpy(), size)
-        blended = mask[..., None] * paint + (1 - mask[..., None]) * item.image
+        blended = blend_by_mask(paint, item.image, mask[..., None])
         return Painted(blended, mask >= inpainter.intact_below, mask, edges)
     return Painted(paint, np.ones(size, bool), np.ones(size, np.float32), edges)
 

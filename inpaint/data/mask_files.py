@@ -52,15 +52,15 @@ class MaskFiles:
         same_suffix = folder / relative.name
         if same_suffix.is_file():
             return same_suffix
-        if folder.is_dir():
-            for candidate in sorted(folder.glob(f"{glob.escape(relative.stem)}.*")):
-                named_alike = candidate.stem == relative.stem
-                if (
-                    named_alike
-                    and candidate.suffix.lower() in IMAGE_SUFFIXES
-                    and candidate.is_file()
-                ):
-                    return candidate
+        named_alike = [
+            candidate
+            for candidate in sorted(folder.glob(f"{glob.escape(relative.stem)}.*"))
+            if candidate.stem == relative.stem
+            and candidate.suffix.lower() in IMAGE_SUFFIXES
+            and candidate.is_file()
+        ]
+        if named_alike:
+            return named_alike[0]
         raise FileNotFoundError(
             f"no mask for image {relative} in {self.root}: expected "
             f"{self.root / relative.with_suffix('.png')} (or another image suffix)"

@@ -186,11 +186,9 @@ class ImageFolder:
 
     def _check_disjoint(self, split_files: dict[str, str]) -> None:
         """An image listed in two splits would be scored on what it trained on."""
+        resolved = {split: {p.resolve() for p in paths} for split, paths in self._paths.items()}
         for first, second in (("train", "val"), ("train", "test"), ("val", "test")):
-            shared = sorted(
-                {p.resolve() for p in self._paths[first]}
-                & {p.resolve() for p in self._paths[second]}
-            )
+            shared = sorted(resolved[first] & resolved[second])
             if shared:
                 names = ", ".join(str(p.relative_to(self.root.resolve())) for p in shared[:5])
                 raise ValueError(
