@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import tifffile
 from PIL import Image, ImageOps
 
 from inpaint.data.images import (
@@ -152,16 +153,54 @@ def test_read_turns_every_exif_orientation_upright_as_pil_does(tmp_path, orienta
     assert (orientation == 1) == np.array_equal(upright, stored)
 
 
-@pytest.mark.parametrize("mode", ["RGBA", "LA"])
-def test_tiff_with_alpha_keeps_its_colour_and_alpha(tmp_path, mode):
+@pytest.mark.parametrize(
+    ("mode", "orientation"), [("RGBA", o) for o in range(1, 5)] + [("LA", o) for o in range(1, 9)]
+)
+def test_tiff_with_alpha_keeps_its_colour_and_alpha_and_is_turned_once(tmp_path, mode, orientation):
     """OpenCV multiplies an 8-bit TIFF's colour by its alpha; the pixels must come back as
-    stored (grey + alpha as RGBA with equal channels, as OpenCV reads such PNGs)."""
-    rgba = np.zeros((4, 5, 4), np.uint8)
-    rgba[..., :3], rgba[..., 3] = (200, 100, 50), 128
+    stored (grey + alpha as RGBA with equal channels, as OpenCV reads such PNGs), upright."""
+    rgba = np.zeros((6, 10, 4), np.uint8)  # every pixel its own colour: any turn shows
+    rgba[..., 0] = 20 * np.arange(10)[None, :]
+    rgba[..., 1] = 40 * np.arange(6)[:, None]
+    rgba[..., 2], rgba[..., 3] = 50, 128
     stored = Image.fromarray(rgba).convert(mode)
-    stored.save(tmp_path / "alpha.tif")
-    expected = np.asarray(stored.convert("RGBA"))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored.save(tmp_path / "alpha.tif", exif=exif)
+    upright = stored.convert("RGBA")
+    upright.getexif()[0x0112] = orientation
+    expected = np.asarray(ImageOps.exif_transpose(upright))
     assert np.array_equal(read_pixels(tmp_path / "alpha.tif"), expected)
+
+
+def test_rotated_8_bit_rgba_tiff_is_refused_by_name(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.zeros((6, 10, 4), np.uint8)).save(tmp_path / "turned.tif", exif=exif)
+    with pytest.raises(UnreadableImageError, match=r"turned\.tif: an 8-bit RGBA TIFF .* 6"):
+        read_pixels(tmp_path / "turned.tif")
+
+
+@pytest.mark.parametrize(
+    ("orientation", "turn"),
+    [(1, lambda a: a), (3, lambda a: a[::-1, ::-1]), (6, lambda a: np.rot90(a, -1))],
+)
+def test_16_bit_rgba_tiff_keeps_its_depth_and_is_turned_once(tmp_path, orientation, turn):
+    rgba = np.zeros((6, 10, 4), np.uint16)
+    rgba[..., 0] = 6000 * np.arange(10)[None, :]
+    rgba[..., 1] = 9000 * np.arange(6)[:, None]
+    rgba[..., 2], rgba[..., 3] = 1000, 40000
+    path = tmp_path / "deep.tif"
+    tifffile.imwrite(
+        path,
+        rgba,
+        photometric="rgb",
+        extrasamples=["unassalpha"],
+        extratags=[(0x0112, "H", 1, orientation, True)],
+    )
+    pixels = read_pixels(path)
+    assert pixels.dtype == np.uint16
+    assert np.array_equal(pixels, turn(rgba))
 
 
 def test_float64_tiff_is_read_and_signed_or_32_bit_integers_are_refused(tmp_path):

@@ -49,6 +49,7 @@ _ORIENT = {
     8: lambda a: np.rot90(a, 1),
 }
 EXIF_ORIENTATION = 0x0112
+TIFF_BITS_PER_SAMPLE = 258
 
 
 @dataclass(frozen=True)
@@ -72,12 +73,20 @@ def read_header(path: Path) -> Header:
 def _decode(path: Path, header: Header) -> tuple[np.ndarray, int]:
     """Stored pixels (grey, RGB or RGBA order) and the orientation still to apply.
 
-    8-bit TIFFs with alpha are read by PIL: OpenCV multiplies their colour by the alpha.
-    OpenCV's TIFF decoder applies the orientation itself, its other decoders do not.
+    8-bit TIFFs with alpha are read by PIL, as OpenCV multiplies their colour by the alpha;
+    16-bit ones by OpenCV, as PIL reduces them to 8 bits. OpenCV's and PIL's TIFF decoders
+    apply the orientation themselves, OpenCV's other decoders do not.
     """
     if header.format == "TIFF" and header.mode in ("RGBA", "LA"):
         with Image.open(path) as opened:
-            return np.asarray(opened.convert("RGBA")), header.orientation
+            if max(opened.tag_v2.get(TIFF_BITS_PER_SAMPLE, (8,))) <= 8:
+                if header.mode == "RGBA" and header.orientation >= 5:
+                    raise UnreadableImageError(
+                        f"{path}: an 8-bit RGBA TIFF with EXIF orientation {header.orientation}"
+                        " (turned by 90 degrees) cannot be read faithfully (PIL mixes up its"
+                        " pixels, OpenCV multiplies its colour by the alpha); save it upright"
+                    )
+                return np.asarray(opened.convert("RGBA")), 1
     data = np.fromfile(str(path), dtype=np.uint8)
     pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if pixels is None:
