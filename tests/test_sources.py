@@ -340,6 +340,18 @@ def test_image_folder_split_files_must_not_share_images(tmp_path):
         ImageFolder(str(tmp_path / "data"), split_files={k: str(v) for k, v in files.items()})
 
 
+def test_image_folder_split_files_sharing_an_image_outside_the_root_are_refused(tmp_path):
+    make_folder(tmp_path / "data", 2, nested=False)
+    make_folder(tmp_path / "other", 1, nested=False)
+    lists = {"train": "img000.png\n../other/img000.png", "val": "img001.png"}
+    lists["test"] = str(tmp_path / "other" / "img000.png")
+    files = {name: tmp_path / f"{name}.txt" for name in lists}
+    for name, path in files.items():
+        path.write_text(lists[name] + "\n")
+    with pytest.raises(ValueError, match=r"share 1 image\(s\): \.\./other/img000\.png"):
+        ImageFolder(str(tmp_path / "data"), split_files={k: str(v) for k, v in files.items()})
+
+
 def test_image_folder_split_files_need_every_split(tmp_path):
     make_folder(tmp_path / "data", 2, nested=False)
     (tmp_path / "train.txt").write_text("img000.png\n")

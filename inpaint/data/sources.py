@@ -6,6 +6,7 @@ with a message that names the path and the layout expected.
 
 from __future__ import annotations
 
+import os
 import pickle
 import warnings
 from collections.abc import Sequence
@@ -190,7 +191,7 @@ class ImageFolder:
         for first, second in (("train", "val"), ("train", "test"), ("val", "test")):
             shared = sorted(resolved[first] & resolved[second])
             if shared:
-                names = ", ".join(str(p.relative_to(self.root.resolve())) for p in shared[:5])
+                names = ", ".join(os.path.relpath(p, self.root.resolve()) for p in shared[:5])
                 raise ValueError(
                     f"data.source.split_files: {first} ({split_files[first]}) and {second} "
                     f"({split_files[second]}) share {len(shared)} image(s): {names}"
