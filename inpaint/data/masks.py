@@ -3,7 +3,9 @@
 A generator is a callable `generator(rng, height, width)`. Given the same numpy Generator
 state it draws the same mask, so validation and test masks are a pure function of
 (seed, sample index) once the data set seeds `rng` from them. Sizes in the presets are
-given at a reference resolution and scale with the image.
+given at a reference resolution and scale with the image. Stroke widths are OpenCV's line
+`thickness`, as the CIFAR-10 paper's and LaMa's mask code draw them: a stroke is painted up
+to 2 px wider (thickness 1, 2, 3, 4 paint 1, 3, 5, 5 px).
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ class SquareMask(MaskGenerator):
 class LineMask(MaskGenerator):
     """Straight lines of random length and thickness, as in the CIFAR-10 U-Net paper.
 
-    `length` is a fraction of the image diagonal; `thickness` is in pixels at `reference` px.
+    `length` is a fraction of the image diagonal; `thickness` is OpenCV's, at `reference` px.
     """
 
     def __init__(self, count=(1, 10), length=(0.2, 1.0), thickness=(1, 3), reference=32, **kwargs):
