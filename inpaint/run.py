@@ -18,6 +18,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from inpaint.devices import slow_bf16
+from inpaint.models.base import STAGES
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,26 @@ def write_metrics(path: Path, metrics: dict[str, float]) -> None:
     log.info("test metrics written to %s", path)
 
 
+def check_monitored_keys(model, callbacks: list, optimized_metric: str | None) -> None:
+    """A monitored key that the model never logs would fail only after the first epoch, and
+    a sweep's job would return no value: refuse such a key before training."""
+    wanted = {
+        f"{type(callback).__name__}.monitor": callback.monitor
+        for callback in callbacks
+        if getattr(callback, "monitor", None)
+    }
+    if optimized_metric:
+        wanted["optimized_metric"] = optimized_metric
+    for where, key in wanted.items():
+        stage = key.split("/", 1)[0]
+        if stage in STAGES and key not in (logged := model.logged_keys(stage)):
+            mode = f" in model.mode={model.mode}" if hasattr(model, "mode") else ""
+            raise ValueError(
+                f"{where}={key!r}: {type(model).__name__}{mode} does not log it; "
+                f"it logs {sorted(logged)}"
+            )
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Build everything from the config, fit, test the best checkpoint.
 
@@ -95,6 +116,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     for key, part in (("config", cfg.model), ("data", cfg.data), ("mask", cfg.mask)):
         model.hparams[key] = OmegaConf.to_container(part, resolve=True)
     callbacks = instantiate_group(cfg.get("callbacks"))
+    if cfg.train:
+        check_monitored_keys(model, callbacks, cfg.get("optimized_metric"))
     keep_wandb_files_in(Path(cfg.paths.output_dir))
     loggers: list[Logger] = instantiate_group(
         cfg.get("logger"), resume_wandb_run(cfg.get("ckpt_path"))

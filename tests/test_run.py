@@ -11,19 +11,39 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
 from inpaint.config import compose_config, config_names
-from inpaint.run import train
+from inpaint.run import check_monitored_keys, instantiate_group, train
 from tests.conftest import TINY_MODELS, run_module, scored_test_batches, tiny_config
 
 
 @pytest.mark.parametrize("experiment", config_names("experiment"))
-def test_every_experiment_composes_and_instantiates(experiment):
-    cfg = compose_config("train", [f"experiment={experiment}"])
+def test_every_experiment_composes_and_instantiates(experiment, tmp_path):
+    cfg = compose_config("train", [f"experiment={experiment}", f"paths.output_dir={tmp_path}"])
     mask = instantiate(cfg.mask)
     model = instantiate(cfg.model)
     assert isinstance(model, torch.nn.Module)
     assert cfg.task_name == experiment
     datamodule = instantiate(cfg.data, mask=mask)
     assert datamodule.image_size == cfg.data.image_size
+    check_monitored_keys(model, instantiate_group(cfg.callbacks), cfg.get("optimized_metric"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["model.mode=joint_epn_mpn"], r"ModelCheckpoint.monitor='val/psnr': .*joint_epn_mpn"),
+        (
+            ["model.mode=joint_epn_mpn", "callbacks.model_checkpoint.monitor=val/edge_f1"],
+            r"optimized_metric='val/psnr': BlindInpainter in model.mode=joint_epn_mpn",
+        ),
+    ],
+)
+def test_a_monitored_key_the_model_never_logs_is_refused_before_training(
+    overrides, message, tmp_path
+):
+    cfg = tiny_config(tmp_path / "run", ["experiment=blind", *overrides], model="blind")
+    with pytest.raises(ValueError, match=message):
+        train(cfg)
+    assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 @pytest.mark.parametrize("data", ["cifar10", "celeba", "psv", "folder"])

@@ -52,6 +52,18 @@ class InpaintingModule(LightningModule):
         return self._evaluation_step("test", batch, batch_idx)
 
     model_groups = ("image", "mask", "edge")
+    # Losses a subclass logs as `stage/<name>` beside the metrics, e.g. ("loss",).
+    evaluation_losses: tuple[str, ...] = ()
+
+    def logged_keys(self, stage: str) -> set[str]:
+        """Every key logged in a `stage` epoch, known before the first one ends."""
+        keys = {
+            f"{stage}/{name}{self.suffixes[group]}"
+            for group, metrics in self.metrics[stage].items()
+            for name in metrics.names()
+        }
+        return keys | {f"{stage}/{name}" for name in self.evaluation_losses}
+
     # Metrics shown in the progress bar; every metric goes to the loggers.
     progress_metrics = ("val/psnr",)
 

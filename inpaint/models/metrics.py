@@ -63,8 +63,12 @@ class MetricGroup(nn.Module):
     def accumulate(self, *maps: torch.Tensor) -> None:
         raise NotImplementedError
 
+    def names(self) -> list[str]:
+        """The keys of `compute`, known before any update."""
+        return [self.prefix + name for name, _ in self.named_children()]
+
     def compute(self) -> dict[str, torch.Tensor]:
-        return {self.prefix + name: metric.compute() for name, metric in self.named_children()}
+        return {key: metric.compute() for key, metric in zip(self.names(), self.children())}
 
     def reset(self) -> None:
         for metric in self.children():

@@ -20,6 +20,7 @@ class MPNModule(InpaintingModule):
     """
 
     progress_metrics = ("val/mask_iou",)
+    evaluation_losses = ("loss",)
 
     def __init__(self, net: nn.Module, optimizer: Callable, l1_weight: float = 1.0):
         super().__init__({"mask": MaskMetrics, "mask_empty": MaskMetrics, "mask_full": MaskMetrics})

@@ -23,6 +23,8 @@ class UNetInpainter(InpaintingModule):
     Validation and test report the same metrics for the damaged input (suffix `_input`).
     """
 
+    evaluation_losses = ("loss",)
+
     def __init__(
         self,
         net: nn.Module,
