@@ -68,7 +68,9 @@ class MetricGroup(nn.Module):
         return [self.prefix + name for name, _ in self.named_children()]
 
     def compute(self) -> dict[str, torch.Tensor]:
-        return {key: metric.compute() for key, metric in zip(self.names(), self.children())}
+        return {
+            key: metric.compute() for key, metric in zip(self.names(), self.children(), strict=True)
+        }
 
     def reset(self) -> None:
         for metric in self.children():
