@@ -170,6 +170,38 @@ def test_staged_without_every_checkpoint_and_bad_freeze_are_clear_errors(
         )
     with pytest.raises(InstantiationException, match="leaves nothing to train"):
         blind_model(tmp_path, stage_overrides(stage_checkpoints, freeze="[mpn,epn,ipn]"))
+    with pytest.raises(
+        InstantiationException,
+        match="model.stage_checkpoints.ipn is given, but model.mode=joint_epn_mpn has no ipn",
+    ):
+        blind_model(
+            tmp_path,
+            ["model.mode=joint_epn_mpn", f"model.stage_checkpoints.ipn={stage_checkpoints['ipn']}"],
+        )
+
+
+def test_one_frozen_stage_may_be_named_without_brackets(tmp_path):
+    model, _ = blind_model(tmp_path, ["model.freeze=mpn"])
+    assert model.frozen == ("mpn",)
+    assert not any(p.requires_grad for p in model.generator["mpn"].parameters())
+    assert all(p.requires_grad for p in model.generator["epn"].parameters())
+
+
+@pytest.mark.parametrize(
+    "model, name, monitor",
+    [
+        ("blind", "BlindInpainter", "psnr"),
+        ("epn", "EPNModule", "edge_f1"),
+        ("ipn", "IPNModule", "psnr"),
+    ],
+)
+def test_an_edge_model_without_edges_in_its_data_is_refused_before_its_first_step(
+    tmp_path, model, name, monitor
+):
+    overrides = [f"model={model}", f"callbacks.model_checkpoint.monitor=val/{monitor}"]
+    cfg = tiny_config(tmp_path / "run", overrides, model=model)
+    with pytest.raises(ValueError, match=rf"{name} needs edges .* \+edges@data.edges=canny"):
+        train(cfg)
 
 
 @pytest.mark.parametrize("key", ["edge_adversarial", "image_adversarial"])

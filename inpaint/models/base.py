@@ -6,6 +6,8 @@ import torch
 from lightning import LightningModule
 from torch import nn
 
+from inpaint.data.datamodule import InpaintDataModule
+
 STAGES = ("val", "test")
 
 
@@ -54,6 +56,22 @@ class InpaintingModule(LightningModule):
     model_groups = ("image", "mask", "edge")
     # Losses a subclass logs as `stage/<name>` beside the metrics, e.g. ("loss",).
     evaluation_losses: tuple[str, ...] = ()
+    needs_edges = False  # whether batches must carry Canny edges (data.edges)
+
+    def setup(self, stage: str) -> None:
+        """Without edges in its batches an edge-using model would fail at its first step
+        with a missing key."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if (
+            self.needs_edges
+            and isinstance(datamodule, InpaintDataModule)
+            and datamodule.edges is None
+        ):
+            raise ValueError(
+                f"{type(self).__name__} needs edges in its batches, but data.edges is null: "
+                "run it through its experiment (experiment=epn, ipn, joint_epn_mpn or blind) "
+                "or add +edges@data.edges=canny"
+            )
 
     def logged_keys(self, stage: str) -> set[str]:
         """Every key logged in a `stage` epoch, known before the first one ends."""

@@ -54,6 +54,8 @@ class BlindInpainter(GANModule):
     `loss_weights` weigh the stages' losses (keys mask, edge, image).
     """
 
+    needs_edges = True
+
     def __init__(
         self,
         mpn: nn.Module,
@@ -118,6 +120,11 @@ class BlindInpainter(GANModule):
         self.feature_matching_weight = feature_matching_weight
         self.l1_coarse_weight, self.l1_refined_weight = l1_coarse_weight, l1_refined_weight
         checkpoints = {k: v for k, v in (stage_checkpoints or {}).items() if v}
+        if extra := sorted(set(checkpoints) - set(stages)):
+            raise ValueError(
+                f"model.stage_checkpoints.{extra[0]} is given, but model.mode={mode} has no "
+                f"{extra[0]} stage (its stages: {', '.join(stages)})"
+            )
         if mode == "staged" and set(checkpoints) != set(stages):
             missing = sorted(set(stages) - set(checkpoints))
             raise ValueError(
@@ -126,6 +133,8 @@ class BlindInpainter(GANModule):
             )
         for stage, path in checkpoints.items():
             self.load_stage(stage, path)
+        if isinstance(freeze, str):  # model.freeze=mpn on the command line
+            freeze = [freeze]
         unknown = set(freeze) - set(stages)
         if unknown:
             raise ValueError(f"model.freeze names stages not in mode {mode}: {sorted(unknown)}")

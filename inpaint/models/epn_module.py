@@ -38,6 +38,8 @@ class EPNModule(GANModule):
     matching. Trained alone, it gets the true mask; batches need `edge`, `damaged_edge`, `gray`.
     """
 
+    needs_edges = True
+
     progress_metrics = ("val/edge_f1", "val/edge_recall", "val/edge_psnr")
 
     def __init__(self, feature_matching_weight: float = 10.0, **gan):

@@ -32,6 +32,8 @@ class IPNModule(GANModule):
     Trained alone it gets the true mask and the true (Canny of the clean image) edges.
     """
 
+    needs_edges = True
+
     def __init__(
         self,
         l1_coarse_weight: float = 1.0,
