@@ -228,3 +228,17 @@ def test_wandb_files_follow_each_run_but_a_users_own_folder_wins(tmp_path, monke
     keep_wandb_files_in(tmp_path / "job2")
     assert os.environ["WANDB_CACHE_DIR"] == "/users/own/cache"
     assert os.environ["WANDB_DATA_DIR"] == str(tmp_path / "job2" / "wandb")
+
+
+def test_max_steps_counts_both_optimiser_steps_of_a_gan(tmp_path):
+    """The README: `trainer.max_steps=N` stops a GAN model after N/2 batches."""
+    cfg = tiny_config(
+        tmp_path,
+        ["experiment=ipn", "trainer.max_steps=4", "trainer.max_epochs=3", "~logger"],
+        model="ipn",
+    )
+    model = instantiate(cfg.model, _convert_="all")
+    trainer = instantiate(cfg.trainer, enable_checkpointing=False, limit_val_batches=0)
+    trainer.fit(model, instantiate(cfg.data, mask=instantiate(cfg.mask)))
+    assert trainer.global_step == 4
+    assert trainer.fit_loop.epoch_loop.batch_progress.total.completed == 2
