@@ -24,6 +24,7 @@ from torch.nn import functional as F
 
 from inpaint.data.edges import EdgeDetector, to_gray
 from inpaint.devices import pick_device, slow_bf16
+from inpaint.torch_files import load_torch_file
 
 KINDS = {"UNetInpainter": "unet", "IPNModule": "ipn", "BlindInpainter": "blind"}
 PRECISIONS = ("32", "bf16")
@@ -34,7 +35,7 @@ def load_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint = load_torch_file(path, "a checkpoint")
     if not (
         isinstance(checkpoint, dict)
         and "state_dict" in checkpoint
@@ -72,7 +73,8 @@ class Inpainter:
         if name not in KINDS:
             raise ValueError(
                 f"a {name} checkpoint cannot inpaint; use one of {', '.join(sorted(KINDS))} "
-                "(MPN and EPN checkpoints are evaluated by python -m inpaint.run train=false)"
+                "(MPN and EPN checkpoints are evaluated by "
+                "python -m inpaint.run experiment=NAME train=false ckpt_path=CKPT)"
             )
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")

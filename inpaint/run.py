@@ -9,7 +9,6 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
@@ -19,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from inpaint.devices import slow_bf16
 from inpaint.models.base import STAGES
+from inpaint.torch_files import load_torch_file
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def resume_wandb_run(ckpt_path: str | None) -> str | None:
         return None
     if not Path(ckpt_path).is_file():
         raise FileNotFoundError(f"ckpt_path={ckpt_path} does not exist")
-    return torch.load(ckpt_path, map_location="cpu", weights_only=False).get("wandb_run_id")
+    return load_torch_file(Path(ckpt_path), "a checkpoint").get("wandb_run_id")
 
 
 @rank_zero_only
@@ -101,12 +101,27 @@ def check_monitored_keys(model, callbacks: list, optimized_metric: str | None) -
             )
 
 
+def warn_if_resumed_elsewhere(ckpt_path: Path, output_dir: Path) -> None:
+    """Lightning restores the best checkpoint's score only in the directory it was saved to."""
+    run_dir = ckpt_path.resolve().parent.parent
+    if ckpt_path.resolve().parent.name == "checkpoints" and run_dir != output_dir.resolve():
+        log.warning(
+            "resuming %s into a new directory %s: the best checkpoint will be chosen among the "
+            "epochs run from here on; give hydra.run.dir=%s to continue that run in place",
+            ckpt_path,
+            output_dir,
+            run_dir,
+        )
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Build everything from the config, fit, test the best checkpoint.
 
     Writes the test metrics to `metrics.json`; returns them with the metrics logged at the
     end of training (the last validation's), for sweepers that optimise a validation metric.
     """
+    if not cfg.train and not cfg.get("ckpt_path"):
+        raise ValueError("train=false tests a trained model: give ckpt_path=CKPT")
     L.seed_everything(cfg.seed, workers=True)
     mask = instantiate(cfg.mask)
     datamodule = instantiate(cfg.data, mask=mask)
@@ -131,6 +146,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
     metrics: dict[str, float] = {}
+    if cfg.train and cfg.get("ckpt_path"):
+        warn_if_resumed_elsewhere(Path(cfg.ckpt_path), Path(cfg.paths.output_dir))
     if cfg.train:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         metrics |= {k: float(v) for k, v in trainer.callback_metrics.items()}

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hydra.utils import instantiate
 
 from inpaint.data.edges import to_gray
-from inpaint.inference import Inpainter
+from inpaint.inference import Inpainter, load_checkpoint
 from tests.conftest import tiny_config
 
 
@@ -46,3 +47,10 @@ def test_a_predicted_mask_blends_the_paint_in_and_keeps_pixels_below_the_thresho
     assert torch.equal(
         output[(mask < threshold).expand_as(output)], damaged[(mask < threshold).expand_as(damaged)]
     )
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint", b"\x89PNG\r\n\x1a\n"])
+def test_a_file_that_is_not_a_checkpoint_is_a_clear_error_naming_it(tmp_path, content):
+    (tmp_path / "model.ckpt").write_bytes(content)
+    with pytest.raises(ValueError, match=r"model\.ckpt is not a checkpoint that torch can read"):
+        load_checkpoint(tmp_path / "model.ckpt")

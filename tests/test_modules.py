@@ -114,18 +114,36 @@ def test_missing_vgg_weights_file_is_a_clear_error(tmp_path):
         build("ipn", [f"model.vgg_weights={missing}"])
 
 
-def test_perceptual_and_style_losses_train_with_a_local_vgg_file(tmp_path):
+def vgg19_state() -> dict[str, torch.Tensor]:
+    """Random VGG19 weights in torchvision's key layout."""
     from inpaint.networks.vgg import VGG19_LAYERS
 
     state, index, channels = {}, 0, 3
-    for spec in VGG19_LAYERS:  # random weights in torchvision's key layout
+    for spec in VGG19_LAYERS:
         if spec == "M":
             index += 1
             continue
         state[f"features.{index}.weight"] = torch.randn(spec, channels, 3, 3) * 0.05
         state[f"features.{index}.bias"] = torch.zeros(spec)
         channels, index = spec, index + 2
-    torch.save(state, tmp_path / "vgg19.pth")
+    return state
+
+
+def test_a_vgg_file_of_other_shapes_or_not_torchs_is_a_clear_error(tmp_path):
+    from inpaint.networks.vgg import VGG19Features
+
+    narrow = vgg19_state()
+    narrow["features.0.weight"] = narrow["features.0.weight"][:32]
+    torch.save(narrow, tmp_path / "narrow.pth")
+    with pytest.raises(ValueError, match=r"narrow\.pth is not a VGG19 state dict: size mismatch"):
+        VGG19Features(tmp_path / "narrow.pth")
+    (tmp_path / "text.pth").write_text("not weights")
+    with pytest.raises(ValueError, match=r"text\.pth is not a VGG19 state dict that torch can"):
+        VGG19Features(tmp_path / "text.pth")
+
+
+def test_perceptual_and_style_losses_train_with_a_local_vgg_file(tmp_path):
+    torch.save(vgg19_state(), tmp_path / "vgg19.pth")
     model, datamodule = build("ipn", [f"model.vgg_weights={tmp_path / 'vgg19.pth'}"])
     fit = trainer(num_sanity_val_steps=0, limit_val_batches=0)
     fit.fit(model, datamodule)

@@ -108,18 +108,45 @@ def test_short_run_writes_metrics_checkpoints_and_grids_then_resumes(tmp_path):
     assert resumed["global_step"] == 2 * steps_first
 
 
-def test_last_checkpoint_is_the_final_epoch_even_when_the_best_is_earlier(tmp_path):
-    # The damaged input's PSNR is the same every epoch, so only epoch 0 is ever "best".
+@pytest.mark.parametrize("validate_every, best", [(1, "best-epoch000"), (2, "best-epoch001")])
+def test_last_checkpoint_is_the_final_epoch_even_when_the_best_is_earlier(
+    tmp_path, validate_every, best
+):
+    # The damaged input's PSNR is the same every epoch, so only the first validated epoch is
+    # ever "best"; with validation every 2 epochs, the last epoch is not validated.
     cfg = tiny_config(
         tmp_path,
-        ["trainer.max_epochs=3", "callbacks.model_checkpoint.monitor=val/psnr_input"],
+        [
+            "trainer.max_epochs=3",
+            f"trainer.check_val_every_n_epoch={validate_every}",
+            "callbacks.model_checkpoint.monitor=val/psnr_input",
+        ],
     )
     train(cfg)
     checkpoints = tmp_path / "checkpoints"
-    assert sorted(path.name for path in checkpoints.glob("best-*.ckpt")) == ["best-epoch000.ckpt"]
+    assert sorted(path.name for path in checkpoints.glob("best-*.ckpt")) == [f"{best}.ckpt"]
     last = torch.load(checkpoints / "last.ckpt", weights_only=False)
     assert last["epoch"] == 2
     assert last["global_step"] == 3 * 2  # debug=fast: two batches per epoch
+
+
+def test_resuming_in_place_keeps_the_earlier_best_and_elsewhere_warns(tmp_path, caplog):
+    # As above, only the first validated epoch is ever "best" by the input's PSNR.
+    monitor = "callbacks.model_checkpoint.monitor=val/psnr_input"
+    run, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
+    train(tiny_config(run, [monitor, "trainer.max_epochs=2"]))
+    last = run / "checkpoints" / "last.ckpt"
+    resume = [monitor, f"ckpt_path={last}", "trainer.max_epochs=3"]
+    with caplog.at_level("WARNING", logger="inpaint.run"):
+        train(tiny_config(elsewhere, resume))
+    assert f"give hydra.run.dir={run}" in caplog.text
+    assert [p.name for p in (elsewhere / "checkpoints").glob("best-*")] == ["best-epoch002.ckpt"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="inpaint.run"):
+        train(tiny_config(run, resume))
+    assert "new directory" not in caplog.text
+    assert [p.name for p in (run / "checkpoints").glob("best-*")] == ["best-epoch000.ckpt"]
+    assert torch.load(last, weights_only=False)["epoch"] == 2
 
 
 def run_cli(run_dir, *overrides, env=None):
@@ -242,3 +269,9 @@ def test_max_steps_counts_both_optimiser_steps_of_a_gan(tmp_path):
     trainer.fit(model, instantiate(cfg.data, mask=instantiate(cfg.mask)))
     assert trainer.global_step == 4
     assert trainer.fit_loop.epoch_loop.batch_progress.total.completed == 2
+
+
+def test_testing_without_training_needs_a_checkpoint(tmp_path):
+    with pytest.raises(ValueError, match="train=false tests a trained model: give ckpt_path"):
+        train(tiny_config(tmp_path, ["train=false"]))
+    assert not (tmp_path / "metrics.json").exists()

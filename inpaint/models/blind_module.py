@@ -31,6 +31,7 @@ from inpaint.models.losses import (
     mask_loss,
 )
 from inpaint.models.metrics import EdgeMetrics, ImageMetrics, MaskMetrics
+from inpaint.torch_files import load_torch_file
 from inpaint.visual import edge_overlay
 
 MODES = {
@@ -170,7 +171,7 @@ class BlindInpainter(GANModule):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint for stage {stage} not found: {path}")
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        checkpoint = load_torch_file(path, f"a checkpoint of the {stage} stage")
         target = str(checkpoint.get("hyper_parameters", {}).get("config", {}).get("_target_", ""))
         expected = STAGE_MODULES[stage]
         if not target.endswith(expected):

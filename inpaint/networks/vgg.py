@@ -11,6 +11,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from inpaint.torch_files import load_torch_file
+
 # torchvision's VGG19 "E" configuration: channels per conv, "M" for max pooling.
 VGG19_LAYERS = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M"]
 # ReLU outputs used by EdgeConnect's perceptual (relu1_1..relu5_1) and style losses.
@@ -39,12 +41,18 @@ class VGG19Features(nn.Module):
                 layers += [nn.Conv2d(channels, spec, 3, padding=1), nn.ReLU(inplace=False)]
                 channels = spec
         self.features = nn.Sequential(*layers[: max(FEATURE_LAYERS.values()) + 1])
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_torch_file(path, "a VGG19 state dict", weights_only=True)
         trunk = {
             k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")
         }
         trunk = {k: v for k, v in trunk.items() if int(k.split(".")[0]) < len(self.features)}
-        missing, _ = self.features.load_state_dict(trunk, strict=False)
+        try:
+            missing, _ = self.features.load_state_dict(trunk, strict=False)
+        except RuntimeError as error:  # layers of other shapes: another VGG
+            detail = str(error).split("\n", 2)[1:2]
+            raise ValueError(
+                f"{path} is not a VGG19 state dict: {''.join(detail).strip()}"
+            ) from None
         if missing:
             raise ValueError(f"{path} is not a VGG19 state dict: missing {missing[:4]}...")
         self.requires_grad_(False)

@@ -1,0 +1,18 @@
+"""Files written by `torch.save` (checkpoints, weights), read with errors that name the file."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import torch
+
+
+def load_torch_file(path: Path, what: str, weights_only: bool = False):
+    """`torch.load` onto the CPU; a file torch cannot read is a ValueError naming it and `what`
+    it should have been, instead of a bare unpickling error."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except (pickle.UnpicklingError, EOFError, RuntimeError) as error:
+        reason = str(error).strip().split("\n", 1)[0] or type(error).__name__
+        raise ValueError(f"{path} is not {what} that torch can read ({reason})") from None
