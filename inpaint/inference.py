@@ -90,6 +90,10 @@ class Inpainter:
         # The configs the checkpoint was trained with (model, data, mask), when loaded from one.
         self.trained_with: dict = {}
         self.multiple = max(network.factor for network in self._networks())
+        # The smallest side every network takes (the EPN's residual blocks need 3 pixels at
+        # 1/4 resolution), a multiple of `multiple`: smaller images are padded up to it.
+        smallest = max(getattr(network, "min_size", 1) for network in self._networks())
+        self.min_side = -(-smallest // self.multiple) * self.multiple
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **kwargs) -> Inpainter:
@@ -139,7 +143,8 @@ class Inpainter:
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
-        bottom, right = -height % self.multiple, -width % self.multiple
+        bottom = max(-height % self.multiple, self.min_side - height)
+        right = max(-width % self.multiple, self.min_side - width)
         if not (bottom or right):
             return x
         mode = "reflect" if bottom < height and right < width else "replicate"

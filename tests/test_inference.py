@@ -54,3 +54,19 @@ def test_a_file_that_is_not_a_checkpoint_is_a_clear_error_naming_it(tmp_path, co
     (tmp_path / "model.ckpt").write_bytes(content)
     with pytest.raises(ValueError, match=r"model\.ckpt is not a checkpoint that torch can read"):
         load_checkpoint(tmp_path / "model.ckpt")
+
+
+@pytest.mark.parametrize("size", [(6, 20), (1, 1), (3, 13)])
+def test_images_smaller_than_a_network_takes_are_padded_up_to_it(tmp_path, size):
+    """The EPN's residual blocks need 3 pixels at 1/4 resolution, 12 px: padded to 16, the
+    next multiple of the IPN's 8."""
+    module = tiny_module(tmp_path, "blind")
+    inpainter = Inpainter(module)
+    assert module.generator["epn"].min_size == 12 and inpainter.multiple == 8
+    assert inpainter.min_side == 16
+    damaged = torch.rand(2, 3, *size)
+    result = inpainter(damaged)
+    assert result["output"].shape == damaged.shape
+    assert result["mask"].shape == result["edges"].shape == (2, 1, *size)
+    keep = (result["mask"] < inpainter.intact_below).expand_as(damaged)
+    assert torch.equal(result["output"][keep], damaged[keep])
