@@ -173,6 +173,13 @@ def test_discriminator_logits_and_features(size):
     assert logits.min() < 0 < logits.max()  # raw logits, not probabilities
 
 
+def test_discriminator_takes_24_pixels_and_refuses_fewer():
+    net = PatchDiscriminator(base=4)
+    assert net(torch.rand(1, 2, 24, 31))[0].shape == (1, 1, 1, 1)
+    with pytest.raises(ValueError, match="at least 24, got 23x64: train on data.image_size >= 24"):
+        net(torch.rand(1, 2, 23, 64))
+
+
 def test_discriminator_patch_is_70_pixels():
     torch.manual_seed(0)
     net = PatchDiscriminator(base=4, norm="none", use_spectral_norm=False)

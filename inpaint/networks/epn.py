@@ -196,6 +196,8 @@ class PatchDiscriminator(nn.Module):
     sits on the three middle layers only; spectral norm, when enabled, on all five convs.
     """
 
+    min_size = 24  # three halvings, then two 4x4 convolutions that each take a pixel off
+
     def __init__(
         self,
         in_channels: int = 2,
@@ -225,6 +227,12 @@ class PatchDiscriminator(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        height, width = x.shape[-2:]
+        if min(height, width) < self.min_size:
+            raise ValueError(
+                f"PatchDiscriminator needs height and width of at least {self.min_size}, "
+                f"got {height}x{width}: train on data.image_size >= {self.min_size}"
+            )
         features = []
         for layer in self.layers:
             x = layer(x)
