@@ -122,9 +122,12 @@ def test_attention_ignores_background_inside_the_hole(fuse):
     assert changed.abs().max() > 1.0
 
 
-def reference_attention(fg, bg, mask, scale=10.0):
-    """DeepFill's formulation without fuse, one image at a time: match with a convolution by
-    normalised background patches, paste with a transposed convolution by raw patches."""
+def reference_attention(fg, bg, mask, scale=10.0, fuse=False):
+    """DeepFill's formulation, one image at a time: match with a convolution by normalised
+    background patches, paste with a transposed convolution by raw patches. `fuse` sums each
+    (foreground, background) score with its neighbours shifted together along y and x, the
+    excluded patches' scores zeroed first (DeepFill's identity-kernel fuse, without its
+    wrap-around at row ends)."""
     outs = []
     for f, b, m in zip(fg, bg, mask, strict=True):
         f_low, b_low = f[None, :, ::2, ::2], b[None, :, ::2, ::2]
@@ -134,6 +137,12 @@ def reference_attention(fg, bg, mask, scale=10.0):
         scores = F.conv2d(f_low, keys, padding=1) * scale  # (1, Lb, hf, wf)
         hole = F.max_pool2d(F.adaptive_max_pool2d(m[None], b.shape[-2:]), 2)
         valid = F.max_pool2d(hole, 3, stride=1, padding=1).flatten() <= 0
+        if fuse:
+            (hb, wb), (hf, wf) = b_low.shape[-2:], f_low.shape[-2:]
+            pairs = (scores * valid.view(1, -1, 1, 1)).view(1, hb, wb, hf, wf)
+            pairs = pairs.permute(0, 3, 4, 1, 2)  # (1, hf, wf, hb, wb)
+            pairs = co_shifted_sum(co_shifted_sum(pairs, 3, (1, 3)), 3, (2, 4))
+            scores = pairs.permute(0, 3, 4, 1, 2).reshape(1, hb * wb, hf, wf)
         attention = scores.masked_fill(~valid.view(1, -1, 1, 1), float("-inf")).softmax(1)
         raw = F.unfold(b[None], 4, stride=2, padding=1)[0].T.reshape(-1, channels, 4, 4)
         out = F.conv_transpose2d(attention, raw, stride=2, padding=1)
@@ -144,15 +153,18 @@ def reference_attention(fg, bg, mask, scale=10.0):
     return torch.stack(outs)
 
 
-def test_attention_without_fuse_matches_the_deepfill_formulation():
+@pytest.mark.parametrize("fuse", [False, True])
+def test_attention_matches_the_deepfill_formulation(fuse):
     torch.manual_seed(0)
     fg = torch.randn(2, 6, 16, 20, requires_grad=True)
     bg = torch.randn(2, 6, 16, 20, requires_grad=True)
     mask = torch.zeros(2, 1, 32, 40)
     mask[0, :, 8:20, 4:16] = 1
     mask[1, :, 20:30, 24:38] = 1
-    out = ContextualAttention(fuse=False)(fg, bg, mask)
-    expected = reference_attention(fg, bg, mask)
+    out = ContextualAttention(fuse=fuse)(fg, bg, mask)
+    expected = reference_attention(fg, bg, mask, fuse=fuse)
+    other = reference_attention(fg, bg, mask, fuse=not fuse)
+    assert (expected - other).abs().max() > 0.1  # fusing makes a difference here
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-4)
     weights = torch.randn_like(out)
     grads = torch.autograd.grad((out * weights).sum(), (fg, bg))
@@ -192,6 +204,41 @@ def test_attention_with_all_hole_mask_falls_back_to_all_patches_without_nan():
     torch.testing.assert_close(out, attention(x, x, torch.zeros(2, 1, 64, 64)))
     out.sum().backward()
     assert torch.isfinite(x.grad).all()
+
+
+def test_attention_falls_back_per_sample_in_a_batch_mixing_full_and_partial_holes():
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 16, 16)
+    mask = torch.zeros(2, 1, 64, 64)
+    mask[0] = 1
+    mask[1, :, 8:40, 8:40] = 1
+    attention = ContextualAttention()
+    out = attention(x, x, mask)
+    assert torch.isfinite(out).all()
+    for i in range(2):
+        torch.testing.assert_close(
+            out[i : i + 1], attention(x[i : i + 1], x[i : i + 1], mask[i : i + 1])
+        )
+
+
+def test_attention_patches_smaller_than_3_are_refused():
+    with pytest.raises(ValueError, match="patch_size must be at least 3, got 1"):
+        ContextualAttention(patch_size=1)
+
+
+def test_generator_is_wired_as_deepfill_v2():
+    """Dilations 2, 4, 8, 16 in both stages; attention of 3x3 patches at rate 2, softmax scale
+    10 and fuse; the hole threshold passed on."""
+    net = InpaintGenerator(cnum=8, hole_threshold=0.5)
+    dilated = [
+        (name.split(".")[0], m.dilation[0])
+        for name, m in net.named_modules()
+        if isinstance(m, nn.Conv2d) and m.dilation[0] > 1
+    ]
+    assert dilated == [(stage, d) for stage in ("coarse", "refine_conv") for d in (2, 4, 8, 16)]
+    a = net.attention
+    settings = (a.patch_size, a.rate, a.softmax_scale, a.fuse, a.hole_threshold)
+    assert settings == (3, 2, 10.0, True, 0.5)
 
 
 def test_attention_gradients_are_finite_with_excluded_patches():

@@ -2,8 +2,8 @@
 
 Matching happens at 1/`rate` of the feature resolution (cheap, and large patches carry more
 context); the matched full-resolution background patches are pasted back with a transposed
-convolution. Background patches that touch the hole are excluded, so the output never copies
-content that is itself missing.
+convolution. Background patches that touch the hole are excluded, so the output copies no
+content of the hole, unless no patch is intact at all (see `ContextualAttention`).
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ class ContextualAttention(nn.Module):
     dtype (bf16 under autocast: several times faster on the CPU).
     A background patch is excluded when any mask value in it exceeds `hole_threshold`
     (0: any trace of damage; raise it for soft predicted masks that are never exactly 0).
+    Where no patch is intact (a sample whose hole reaches every patch), that sample attends
+    over all patches, hole included: in the IPN these hold the coarse stage's paint, not the
+    damage. (DeepFill's weights are all zero there, and so is its attention output.)
     """
 
     def __init__(
@@ -50,6 +53,11 @@ class ContextualAttention(nn.Module):
         super().__init__()
         if patch_size % 2 == 0 or fuse_kernel % 2 == 0:
             raise ValueError("patch_size and fuse_kernel must be odd")
+        if patch_size < 3:
+            raise ValueError(
+                f"patch_size must be at least 3, got {patch_size}: the pasted patches are "
+                "2 * rate wide, so a smaller match would let hole content through"
+            )
         self.patch_size = patch_size
         self.rate = rate
         self.softmax_scale = softmax_scale
@@ -90,7 +98,7 @@ class ContextualAttention(nn.Module):
         hole = F.max_pool2d(hole, rate, stride=rate)
         hole = F.max_pool2d(hole, k, stride=1, padding=k // 2)
         valid = (hole <= self.hole_threshold).view(batch, 1, 1, hb, wb)
-        # No intact patch at all (mask all ones): fall back to attending over every patch.
+        # A sample with no intact patch falls back to attending over every patch.
         valid = valid | ~valid.flatten(1).any(dim=1).view(batch, 1, 1, 1, 1)
 
         # Normalise the background patches (cosine similarity up to the foreground norm, as
