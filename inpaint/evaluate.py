@@ -36,6 +36,7 @@ from inpaint.data.images import (
     is_readable_image,
     list_images,
     read_image,
+    read_pixels,
     write_image,
 )
 from inpaint.data.mask_files import MaskFiles
@@ -124,7 +125,8 @@ def named(paths: list[str]) -> str:
 
 def check_folder(root: Path, paths: list[Path], masks: MaskFiles | None, scored: int) -> None:
     """Every image decodes (its header, as a cheap check) and each of the first `scored` has
-    its mask file: checked before any scoring, so a long run cannot fail at its last image."""
+    a readable mask file of its size: checked before any scoring, so a long run cannot fail
+    at its last image."""
     unreadable = [str(path.relative_to(root)) for path in paths if not is_readable_image(path)]
     if unreadable:
         raise UnreadableImageError(
@@ -133,17 +135,25 @@ def check_folder(root: Path, paths: list[Path], masks: MaskFiles | None, scored:
         )
     if masks is None:
         return
-    missing = []
+    missing, unusable = [], []
     for path in paths[:scored]:
         try:
-            masks.find(path.relative_to(root))
+            masks.load(path, path.relative_to(root), read_pixels(path).shape)
         except FileNotFoundError:
             missing.append(str(path.relative_to(root)))
+        except ValueError as error:  # an unreadable mask, or one of another size
+            unusable.append(str(error))
     if missing:
         raise FileNotFoundError(
             f"{len(missing)} of {scored} images in images={root} have no mask in "
             f"mask.root={masks.root} (a mask is named like its image, any image suffix): "
             f"{named(missing)}"
+        )
+    if unusable:
+        raise ValueError(
+            f"{len(unusable)} of {scored} masks in mask.root={masks.root} cannot be used: "
+            + "; ".join(unusable[:3])
+            + ("; ..." if len(unusable) > 3 else "")
         )
 
 

@@ -186,17 +186,6 @@ def test_mask_files_are_found_by_name_with_any_image_suffix_in_any_case(tmp_path
         masks.find("a.jpg")  # a.b.png is the mask of a.b.*, not of a.*
 
 
-def test_mask_size_mismatch_names_both_files(tmp_path, photo_folder, trained_checkpoint):
-    images, masks = photo_folder
-    write_pixels(masks / "a.png", np.zeros((10, 10), np.uint8))
-    cfg = evaluate_config(
-        tmp_path, trained_checkpoint("unet"), f"images={images}", "mask=files", f"mask.root={masks}"
-    )
-    with pytest.raises(ValueError, match=r"mask .*a\.png is 10x10 pixels but image .*a\.png"):
-        evaluate(cfg)
-    assert not (tmp_path / "out" / "metrics.json").exists()
-
-
 @pytest.fixture
 def no_scoring(monkeypatch):
     """Fails the test if any image is scored."""
@@ -206,6 +195,24 @@ def no_scoring(monkeypatch):
 
     monkeypatch.setattr("inpaint.evaluate.inpaint_classical", scored)
     return monkeypatch
+
+
+def test_masks_of_another_size_or_unreadable_are_named_before_any_image_is_scored(
+    tmp_path, photo_folder, trained_checkpoint, no_scoring
+):
+    images, masks = photo_folder
+    write_pixels(masks / "c.png", np.zeros((10, 10), np.uint8))  # the last image's
+    cfg = evaluate_config(
+        tmp_path, trained_checkpoint("unet"), f"images={images}", "mask=files", f"mask.root={masks}"
+    )
+    with pytest.raises(
+        ValueError, match=r"1 of 3 masks .* mask .*c\.png is 10x10 pixels but image .*c\.png"
+    ):
+        evaluate(cfg)
+    (masks / "b.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match=r"2 of 3 masks .* cannot decode image file: .*b\.png"):
+        evaluate(cfg)
+    assert not (tmp_path / "out").exists()
 
 
 def test_missing_masks_are_named_before_any_image_is_scored(
