@@ -16,7 +16,7 @@ from torchmetrics.functional.image import (
     structural_similarity_index_measure,
 )
 
-from inpaint.data.images import write_image
+from inpaint.data.images import to_uint8, write_image
 from inpaint.models.metrics import hole_psnr
 from inpaint.visual import image_grid
 
@@ -41,7 +41,7 @@ class SampleGrids(Callback):
         caption = " | ".join(preview)
         for logger in wandb_loggers(trainer):
             logger.log_image(
-                f"{stage}/samples", [grid], step=trainer.global_step, caption=[caption]
+                f"{stage}/samples", [to_uint8(grid)], step=trainer.global_step, caption=[caption]
             )
 
     def on_validation_epoch_end(self, trainer: Trainer, module: LightningModule) -> None:
@@ -76,7 +76,7 @@ class WandbTestTable(Callback):
             return
         import wandb
 
-        for i, index in enumerate(batch["index"].tolist()):
+        for i, index in enumerate(batch["index"].tolist()[: self.max_rows - len(self.rows)]):
             row = {"index": index, "damaged": wandb.Image(_hwc(outputs["damaged"][i]))}
             if "output" in outputs and "image" in outputs:
                 output, image, mask = (
@@ -114,7 +114,8 @@ class WandbTestTable(Callback):
 
 
 def _hwc(image: torch.Tensor) -> np.ndarray:
-    return image.detach().float().clamp(0, 1).expand(3, -1, -1).permute(1, 2, 0).cpu().numpy()
+    """A (C, H, W) image in [0, 1] as 8-bit (H, W, 3), for a W&B thumbnail."""
+    return to_uint8(image.detach().float().expand(3, -1, -1).permute(1, 2, 0).cpu().numpy())
 
 
 class WandbRunId(Callback):

@@ -199,6 +199,7 @@ def test_an_edge_model_without_edges_in_its_data_is_refused_before_its_first_ste
     tmp_path, model, name, monitor
 ):
     overrides = [f"model={model}", f"callbacks.model_checkpoint.monitor=val/{monitor}"]
+    overrides.append(f"optimized_metric=val/{monitor}")
     cfg = tiny_config(tmp_path / "run", overrides, model=model)
     with pytest.raises(ValueError, match=rf"{name} needs edges .* \+edges@data.edges=canny"):
         train(cfg)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
 from inpaint.config import compose_config, config_names
+from inpaint.data.images import is_readable_image, read_pixels
 from inpaint.run import check_monitored_keys, instantiate_group, train
 from tests.conftest import TINY_MODELS, run_module, scored_test_batches, tiny_config
 
@@ -167,17 +169,26 @@ def run_cli(run_dir, *overrides, env=None):
 def test_cli_run_logs_to_csv_and_offline_wandb_with_panels_and_table(tmp_path):
     run_dir, home = tmp_path / "run", tmp_path / "home"
     home.mkdir()
-    wandb_run = run_cli(run_dir, env={"HOME": str(home)})
+    rows = "callbacks.wandb_test_table.max_rows=3"  # of the one test batch of 4 (debug=fast)
+    wandb_run = run_cli(run_dir, rows, env={"HOME": str(home)})
     assert not [path for path in home.rglob("*") if "wandb" in path.name]  # all in run_dir
     assert "test/psnr" in json.loads((run_dir / "metrics.json").read_text())
     assert (run_dir / "csv" / "metrics.csv").is_file()
     media = wandb_run / "files" / "media"
     assert list((media / "images" / "val").glob("samples_*.png"))
-    assert list((media / "images" / "test").glob("samples_*.png"))
+    (panel,) = (media / "images" / "test").glob("samples_*.png")
+    assert np.array_equal(read_pixels(panel), read_pixels(run_dir / "samples" / "test.png"))
     (table,) = (media / "table" / "test").glob("per_image_*.table.json")
     content = json.loads(table.read_text())
     assert {"index", "psnr", "ssim", "psnr_hole", "damaged", "output"} <= set(content["columns"])
-    assert len(content["data"]) == 4  # debug=fast tests one batch of 4
+    assert len(content["data"]) == 3
+    # The thumbnails (damaged, output) W&B stages: 8-bit pictures, not floats cast to 0 or 1.
+    thumbnails = [
+        read_pixels(f)
+        for f in (run_dir / "wandb" / "artifacts").rglob("*")
+        if f.is_file() and is_readable_image(f)
+    ]
+    assert len(thumbnails) == 2 * 3 and all(t.max() > 1 for t in thumbnails)
 
 
 def test_resuming_continues_the_same_wandb_run(tmp_path):

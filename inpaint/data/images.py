@@ -159,9 +159,14 @@ def list_images(root: str | Path, exclude: Iterable[str | Path] = ()) -> list[Pa
     )
 
 
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """Float pixels in [0, 1] as 8-bit ones (W&B, for one, casts floats without scaling)."""
+    return np.clip(np.rint(np.asarray(image) * 255.0), 0, 255).astype(np.uint8)
+
+
 def write_image(path: str | Path, image: np.ndarray) -> None:
     """Write a float RGB (H, W, 3) or grey (H, W) array in [0, 1] as an 8-bit image file."""
-    write_pixels(path, np.clip(np.rint(np.asarray(image) * 255.0), 0, 255).astype(np.uint8))
+    write_pixels(path, to_uint8(image))
 
 
 def write_pixels(path: str | Path, pixels: np.ndarray) -> None:
