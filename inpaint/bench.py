@@ -70,7 +70,7 @@ def bench_edges(sizes: tuple[int, ...], seconds: float, batch: int = 8) -> list[
     from inpaint.data.sources import SamplePhotos
 
     photo = SamplePhotos().split("test")[0]
-    detector = EdgeDetector()
+    worker, tensors = EdgeDetector(method="opencv"), EdgeDetector(method="kornia")
     rows = []
     for size in sizes:
         gray = np.ascontiguousarray(cv2.cvtColor(photo[:size, :size], cv2.COLOR_RGB2GRAY))
@@ -78,8 +78,8 @@ def bench_edges(sizes: tuple[int, ...], seconds: float, batch: int = 8) -> list[
         mask[size // 4 : size // 2, size // 4 : size // 2] = 1
         gray_batch = torch.from_numpy(gray)[None, None].repeat(batch, 1, 1, 1)
         mask_batch = torch.from_numpy(mask)[None, None].repeat(batch, 1, 1, 1)
-        opencv = _per_call_seconds(lambda g=gray, m=mask: detector.numpy(g, m), seconds)
-        kornia = _per_call_seconds(lambda g=gray_batch, m=mask_batch: detector(g, m), seconds)
+        opencv = _per_call_seconds(lambda g=gray, m=mask: worker.numpy(g, m), seconds)
+        kornia = _per_call_seconds(lambda g=gray_batch, m=mask_batch: tensors(g, m), seconds)
         rows.append({"method": "opencv", "size": size, "ms_per_image": 1e3 * opencv})
         rows.append({"method": "kornia", "size": size, "ms_per_image": 1e3 * kornia / batch})
     return rows
@@ -222,6 +222,9 @@ def bench_networks(
     return rows
 
 
+PHOTO_SIDE = 512  # the sample photo the pipeline crops (astronaut, 512x512)
+
+
 def damaged_photo(size: int) -> torch.Tensor:
     """A crop of a real photo, (1, 3, size, size) in [0, 1], with a square of noise in it."""
     from inpaint.data.sources import SamplePhotos
@@ -331,7 +334,12 @@ def main(argv: list[str] | None = None) -> dict:
         help="image sides; batch 8 at 64 px and below, 4 above",
     )
     parser.add_argument("--steps", type=int, default=4, help="timed training steps per setting")
-    parser.add_argument("--pipeline-size", type=int, default=256, help="photo side in pixels")
+    parser.add_argument(
+        "--pipeline-size",
+        type=int,
+        default=256,
+        help=f"photo side in pixels, at most {PHOTO_SIDE} (the sample photo's)",
+    )
     parser.add_argument(
         "--pipeline-overrides",
         nargs="*",
@@ -340,6 +348,11 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--output", type=Path, default=Path("logs/bench/bench.json"))
     args = parser.parse_args(argv)
+    if not 1 <= args.pipeline_size <= PHOTO_SIDE:
+        parser.error(
+            f"--pipeline-size must be 1 to {PHOTO_SIDE}, the side of the sample photo it crops, "
+            f"got {args.pipeline_size}"
+        )
     if args.precisions is None:
         reason = slow_bf16("cuda" if torch.cuda.is_available() else "cpu")
         args.precisions = ["32"] if reason else ["32", "bf16-mixed"]

@@ -6,6 +6,7 @@ import json
 import re
 
 import cv2
+import kornia
 import pytest
 from omegaconf import open_dict
 
@@ -49,10 +50,16 @@ def test_preview_names_a_bad_setting(tmp_path, override, error):
     assert not (tmp_path / "preview.png").exists()
 
 
-def test_bench_times_every_mask_generator_and_both_edge_paths(tmp_path, capsys):
+def test_bench_times_every_mask_generator_and_both_edge_paths(tmp_path, capsys, monkeypatch):
+    canny_calls = []
+    canny = kornia.filters.canny
+    monkeypatch.setattr(
+        kornia.filters, "canny", lambda *a, **k: canny_calls.append(1) or canny(*a, **k)
+    )
     output = tmp_path / "bench.json"
     arguments = ["--sections", "masks", "edges", "--size", "64", "--seconds", "0.02"]
     results = bench.main([*arguments, "--output", str(output)])
+    assert canny_calls  # the kornia row runs kornia, not OpenCV image by image
     written = json.loads(output.read_text())
     assert written == results
     assert sorted(row["mask"] for row in written["masks"]) == mask_generator_names()
@@ -103,3 +110,9 @@ def test_a_failing_measurement_is_an_error_not_a_hang():
         bench.measure_in_child(failing_measurement)
     with pytest.raises(SystemExit):
         bench.main(["--sections", "networks", "--precisions", "16-mixed"])
+
+
+def test_bench_refuses_a_pipeline_size_beyond_the_sample_photo(capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--sections", "pipeline", "--pipeline-size", "768"])
+    assert "--pipeline-size must be 1 to 512" in capsys.readouterr().err
