@@ -111,16 +111,30 @@ class _FixedBatches(torch.utils.data.Dataset):
         return self.sample
 
 
+def _now(device: torch.device) -> float:
+    """The time once the device's queued work is done (CUDA runs asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
+def _peak_mib(device: torch.device, baseline_kib: int) -> float:
+    """Peak GPU memory allocated on a GPU; on the CPU, peak RSS above `baseline_kib`."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline_kib) / 1024
+
+
 class _BatchTimer(L.Callback):
     def __init__(self, warmup: int):
         self.warmup, self.durations = warmup, []
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
-        self.start = time.perf_counter()
+        self.start = _now(module.device)
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         if batch_idx >= self.warmup:
-            self.durations.append(time.perf_counter() - self.start)
+            self.durations.append(_now(module.device) - self.start)
 
 
 def _inference_inputs(name: str, sample: dict, device: torch.device) -> tuple:
@@ -163,13 +177,10 @@ def _measure_network(name: str, size: int, batch: int, precision: str, steps: in
     )
     with torch.inference_mode(), autocast:
         model(*inputs)
-        start, runs = time.perf_counter(), 3
+        start, runs = _now(device), 3
         for _ in range(runs):
             model(*inputs)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        inference_ms = 1e3 * (time.perf_counter() - start) / runs
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        inference_ms = 1e3 * (_now(device) - start) / runs
     queue.put(
         {
             "network": name,
@@ -178,11 +189,7 @@ def _measure_network(name: str, size: int, batch: int, precision: str, steps: in
             "precision": precision,
             "train_img_per_s": batch * len(timer.durations) / sum(timer.durations),
             "infer_ms_per_img": inference_ms,
-            "peak_mem_mib": (
-                torch.cuda.max_memory_allocated() / 2**20
-                if device.type == "cuda"
-                else (peak_kib - baseline) / 1024
-            ),
+            "peak_mem_mib": _peak_mib(device, baseline),
         }
     )
 
@@ -273,14 +280,13 @@ def _measure_pipeline(overrides: list[str], size: int, precision: str, seconds: 
         calls.append([begin, *marks[:-1], time.perf_counter()])
     bounds = min(calls, key=lambda bounds: bounds[-1] - bounds[0])
     stages = zip(module.generator, bounds[:-1], bounds[1:], strict=True)
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     queue.put(
         {
             "precision": precision,
             "size": size,
             "ms_per_image": 1e3 * (bounds[-1] - bounds[0]),
             **{f"{name}_ms": 1e3 * (end - begin) for name, begin, end in stages},
-            "peak_mem_mib": (peak_kib - baseline) / 1024,
+            "peak_mem_mib": _peak_mib(inpainter.device, baseline),
         }
     )
 
