@@ -148,6 +148,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics: dict[str, float] = {}
     if cfg.train and cfg.get("ckpt_path"):
         warn_if_resumed_elsewhere(Path(cfg.ckpt_path), Path(cfg.paths.output_dir))
+    if cfg.train and cfg.test:
+        datamodule.dataset("test")  # a missing or empty test split stops the run before training
     if cfg.train:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         metrics |= {k: float(v) for k, v in trainer.callback_metrics.items()}

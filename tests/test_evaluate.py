@@ -176,9 +176,11 @@ def test_a_mask_folder_inside_the_image_folder_is_not_scored_as_images(
 
 
 def test_mask_files_are_found_by_name_with_any_image_suffix_in_any_case(tmp_path):
-    for name in ("IMG_1.PNG", "sub/x.tif", "a.b.png", "c.png"):
+    for name in ("IMG_1.PNG", "sub/x.tif", "a.b.png", "c.png", "d.png", "d.jpg.png"):
         write_pixels(tmp_path / name, np.zeros((4, 4), np.uint8))
     masks = MaskFiles(str(tmp_path))
+    assert masks.find("d.jpg") == tmp_path / "d.jpg.png"  # as predict save_mask names it
+    assert masks.find("d.png") == tmp_path / "d.png"
     assert masks.find("IMG_1.JPG") == tmp_path / "IMG_1.PNG"
     assert masks.find("sub/x.jpg") == tmp_path / "sub/x.tif"
     assert masks.find("c.png") == tmp_path / "c.png"

@@ -12,7 +12,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
 from inpaint.config import compose_config, config_names
-from inpaint.data.images import is_readable_image, read_pixels
+from inpaint.data.images import is_readable_image, read_pixels, write_image
 from inpaint.run import check_monitored_keys, instantiate_group, train
 from tests.conftest import TINY_MODELS, run_module, scored_test_batches, tiny_config
 
@@ -286,3 +286,20 @@ def test_testing_without_training_needs_a_checkpoint(tmp_path):
     with pytest.raises(ValueError, match="train=false tests a trained model: give ckpt_path"):
         train(tiny_config(tmp_path, ["train=false"]))
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_a_test_split_without_readable_images_stops_the_run_before_training(tmp_path):
+    images = tmp_path / "images"
+    for i in range(4):
+        write_image(images / f"img{i}.png", np.full((40, 40, 3), i / 4, np.float32))
+    lists = {"train": "img0.png\nimg1.png", "val": "img2.png", "test": "gone.png"}
+    for name, listing in lists.items():
+        (tmp_path / f"{name}.txt").write_text(listing + "\n")
+    files = ",".join(f"{name}:{tmp_path / name}.txt" for name in lists)
+    cfg = tiny_config(
+        tmp_path / "run",
+        ["data=folder", f"data.source.root={images}", f"data.source.split_files={{{files}}}"],
+    )
+    with pytest.raises(FileNotFoundError, match=r"among 1 files of .*test split.*1 missing"):
+        train(cfg)
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -25,6 +25,7 @@ from inpaint.data.sources import (
     SPLITS,
     CelebA,
     Cifar10,
+    FileImages,
     ImageFolder,
     ParisStreetView,
     SamplePhotos,
@@ -253,6 +254,30 @@ def test_list_images_is_sorted_recursive_and_filters_suffixes(tmp_path):
     assert len(listed) == 7
     assert listed == sorted(listed)
     assert all(path.suffix.lower() == ".png" for path in listed)
+
+
+def test_list_images_follows_linked_folders_once(tmp_path):
+    images = tmp_path / "images"
+    make_folder(tmp_path / "elsewhere", 3, nested=False)
+    make_folder(images, 2, nested=False)
+    (images / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (images / "linked_again").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (images / "loop").symlink_to(images, target_is_directory=True)
+    listed = list_images(images)
+    assert len(listed) == 5
+    assert sorted({p.resolve().parent.name for p in listed}) == ["elsewhere", "images"]
+
+
+def test_listed_files_that_are_missing_are_counted_and_named(tmp_path):
+    make_folder(tmp_path, 1, nested=False)
+    paths = [tmp_path / "img000.png", tmp_path / "gone1.png", tmp_path / "gone2.png"]
+    assert not is_readable_image(tmp_path / "gone1.png")
+    with pytest.warns(
+        UserWarning, match=r"skipped 2 unreadable of 3 .*\(2 missing, e\.g\. .*gone1"
+    ):
+        assert len(FileImages(paths, "listed")) == 1
+    with pytest.raises(FileNotFoundError, match=r"among 2 files of listed \(2 missing"):
+        FileImages(paths[1:], "listed")
 
 
 def test_folder_keeps_float_tiff_that_read_image_decodes(tmp_path):

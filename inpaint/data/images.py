@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,6 +129,8 @@ def read_image(path: str | Path) -> np.ndarray:
 def is_readable_image(path: str | Path) -> bool:
     """Cheap check that a file is an image, for scanning large folders: PIL reads only the
     header; files PIL cannot open (float TIFF, say) are decoded by OpenCV instead."""
+    if not Path(path).is_file():
+        return False
     try:
         with Image.open(path) as opened:
             return opened.size[0] > 0 and opened.size[1] > 0
@@ -152,11 +155,23 @@ def list_images(root: str | Path, exclude: Iterable[str | Path] = ()) -> list[Pa
     ]
     return sorted(
         p
-        for p in root.rglob("*")
+        for p in _files_below(root)
         if p.suffix.lower() in IMAGE_SUFFIXES
         and p.is_file()
         and not any(p.resolve().is_relative_to(folder) for folder in inner)
     )
+
+
+def _files_below(root: Path) -> Iterable[Path]:
+    """Every file below `root`, through linked folders too (each real folder once)."""
+    seen = set()
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subfolders.clear()  # a link back up the tree, or a second link to one folder
+            continue
+        seen.add(real)
+        yield from (Path(folder) / name for name in files)
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

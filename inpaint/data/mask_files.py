@@ -46,12 +46,14 @@ class MaskFiles:
             raise FileNotFoundError(f"mask folder not found: {self.root} (mask.root)")
 
     def find(self, relative: str | Path) -> Path:
-        """The mask file named like the image, with any image suffix in any case."""
+        """The mask file named like the image: with its own suffix, with `.png` added (as
+        predict names the mask of `a.jpg` beside `a.png`), or with any image suffix in any
+        case."""
         relative = Path(relative)
         folder = self.root / relative.parent
-        same_suffix = folder / relative.name
-        if same_suffix.is_file():
-            return same_suffix
+        for exact in (folder / relative.name, folder / f"{relative.name}.png"):
+            if exact.is_file():
+                return exact
         named_alike = [
             candidate
             for candidate in sorted(folder.glob(f"{glob.escape(relative.stem)}.*"))

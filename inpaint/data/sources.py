@@ -61,11 +61,15 @@ class FileImages(Sequence):
         paths = list(paths)
         readable = [p for p in paths if is_readable_image(p)]
         skipped = len(paths) - len(readable)
+        missing = [p for p in paths if not p.is_file()]
+        absent = f" ({len(missing)} missing, e.g. {missing[0]})" if missing else ""
         if not readable:
-            raise FileNotFoundError(f"no readable image among {len(paths)} files of {description}")
+            raise FileNotFoundError(
+                f"no readable image among {len(paths)} files of {description}{absent}"
+            )
         if skipped:
             warnings.warn(
-                f"{description}: skipped {skipped} unreadable of {len(paths)} image files",
+                f"{description}: skipped {skipped} unreadable of {len(paths)} image files{absent}",
                 stacklevel=2,
             )
         self.paths, self.center_crop = readable, center_crop
