@@ -47,6 +47,10 @@ QUIET_OFFLINE = {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "HYDRA_FULL_ER
 def _quiet_offline(monkeypatch):
     for name, value in QUIET_OFFLINE.items():
         monkeypatch.setenv(name, value)
+    # An in-process run points these at its own folder (inpaint.run.keep_wandb_files_in):
+    # each test starts without them, as a fresh shell would.
+    for name in ("WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.delenv(name, raising=False)
 
 
 def tiny_config(
