@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 
 from inpaint.data.datamodule import InpaintDataModule
 from inpaint.data.dataset import InpaintingDataset
+from inpaint.data.edges import EdgeDetector
 from inpaint.data.masks import GreyscaleMask, LineMask, SquareMask
 from inpaint.data.sources import SAMPLE_PHOTOS, ImageFolder, SamplePhotos
 
@@ -398,3 +399,20 @@ def test_training_flips_are_independent_of_where_the_crop_lands():
         flips[bool(upper)].append(crop[0, 0, 0] > crop[0, -1, 0])  # red falls: mirrored
     for half in (True, False):
         assert len(flips[half]) > 40 and 0.3 < np.mean(flips[half]) < 0.7, (half, flips[half])
+
+
+def test_true_edges_are_those_of_the_clean_image_hole_included(photos):
+    """`edge` is the target the edge network learns to draw in the hole: Canny of the clean
+    grey image, not of the damaged one, whose noise fill has edges of its own."""
+    detector = EdgeDetector(method="opencv")
+    module = photo_module(photos, mask=SquareMask(), image_size=64, eval_length=3, edges=detector)
+    for index in range(3):
+        sample = module.dataset("val")[index]
+        gray = cv2.cvtColor(hwc(sample["image"]), cv2.COLOR_RGB2GRAY)
+        damaged_gray = cv2.cvtColor(hwc(sample["damaged"]), cv2.COLOR_RGB2GRAY)
+        hole = sample["mask"][0].numpy() >= 0.5
+        edge = sample["edge"][0].numpy()
+        np.testing.assert_array_equal(sample["gray"][0].numpy(), gray)
+        np.testing.assert_array_equal(edge, detector.numpy(gray))
+        assert edge[hole].sum() > 0, "the true edges run on through the hole"
+        assert not np.array_equal(edge, detector.numpy(damaged_gray))

@@ -9,6 +9,7 @@ from inpaint.models.losses import (
     discriminator_loss,
     feature_matching_loss,
     generator_adversarial_loss,
+    is_binary,
     mask_loss,
     perceptual_and_style,
 )
@@ -104,3 +105,27 @@ def test_style_loss_is_computed_in_float32_under_autocast():
     for value, reference in zip(mixed, expected, strict=True):
         assert value.dtype == torch.float32
         assert value.item() == pytest.approx(reference.item(), rel=1e-6)
+
+
+def test_a_grey_mask_with_some_exact_zeros_and_ones_is_still_grey():
+    """is_binary: "does the mask hold ONLY 0 and 1?"; a soft-edged hole has 0s, 1s and greys."""
+    binary = ten_percent_hole()
+    soft = ten_percent_hole()
+    soft[..., 1, :] = 0.5  # a blurred border below a fully damaged row, the rest intact
+    assert is_binary(torch.cat([binary, soft])).tolist() == [True, False]
+    logits = torch.randn(1, 1, 10, 10, generator=torch.Generator().manual_seed(3))
+    expected = F.l1_loss(torch.sigmoid(logits), soft)  # grey masks get L1, not BCE
+    assert mask_loss(logits, soft).item() == pytest.approx(expected.item())
+
+
+def test_perceptual_and_style_values_by_hand():
+    """Constant maps: perceptual = |f - r| per layer; every Gram entry of a constant map v of
+    C channels is v * v * (H * W) / (C * H * W) = v ** 2 / C, so style = |f ** 2 - r ** 2| / C.
+    Both losses sum over the layers."""
+    layers = [(2, 4, 4, 0.0, 0.5), (3, 1, 2, 1.0, 3.0)]  # (channels, height, width, real, fake)
+    real = [torch.full((2, c, h, w), r) for c, h, w, r, _ in layers]
+    fake = [torch.full((2, c, h, w), f) for c, h, w, _, f in layers]
+    perceptual, style = perceptual_and_style(real, fake)
+    assert perceptual.item() == pytest.approx(sum(abs(f - r) for *_, r, f in layers))
+    expected_style = sum(abs(f**2 - r**2) / c for c, _, _, r, f in layers)
+    assert style.item() == pytest.approx(expected_style)

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -119,3 +121,21 @@ def test_values_do_not_depend_on_autocast_batching_or_image_size():
     values = metrics.compute()
     assert values["l1"].item() == pytest.approx(0.25)  # (0.5 + 0) / 2, not pixel-weighted
     assert values["l1_hole"].item() == pytest.approx(0.25)
+
+
+def test_psnr_and_l1_weigh_every_image_alike_whatever_its_batch():
+    """Three 20 dB images in one batch, then one 40 dB image: the mean of the four per-image
+    values, not the mean of the two batch means."""
+    errors = [0.1, 0.1, 0.1, 0.01]  # constant errors: PSNR = -20 log10(error)
+    expected_psnr = sum(-20 * math.log10(e) for e in errors) / len(errors)  # 25 dB
+    expected_l1 = sum(errors) / len(errors)
+    metrics = ImageMetrics()
+    for batch in (errors[:3], errors[3:]):
+        target = torch.zeros(len(batch), 3, 8, 8)
+        prediction = target + torch.tensor(batch).view(-1, 1, 1, 1)
+        metrics.update(prediction, target, torch.ones(len(batch), 1, 8, 8))
+    values = metrics.compute()
+    assert values["psnr"].item() == pytest.approx(expected_psnr, abs=1e-3)
+    assert values["l1"].item() == pytest.approx(expected_l1, abs=1e-6)
+    assert values["psnr_hole"].item() == pytest.approx(expected_psnr, abs=1e-3)
+    assert values["l1_hole"].item() == pytest.approx(expected_l1, abs=1e-6)
