@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
+import torch
 from hydra.utils import instantiate
 from omegaconf import open_dict
 from skimage.metrics import structural_similarity
 
+from inpaint import evaluate as evaluate_module
+from inpaint.baselines import inpaint_classical
 from inpaint.config import compose_config
+from inpaint.data.damage import damage
+from inpaint.data.edges import EdgeDetector
 from inpaint.data.images import list_images, read_image, write_image, write_pixels
 from inpaint.data.mask_files import MaskFiles, read_mask
 from inpaint.data.masks import SquareMask
 from inpaint.data.sources import SamplePhotos
 from inpaint.evaluate import bucket_of, evaluate, folder_samples
+from inpaint.models.metrics import MAX_PSNR
 from tests.conftest import run_module
 
 BASELINE_ROWS = {"input", "telea", "navier_stokes", "biharmonic"}
@@ -32,15 +40,26 @@ def hole_rows(height: int, width: int, ratio: float) -> np.ndarray:
     return mask
 
 
-@pytest.fixture
-def photo_folder(tmp_path):
-    """Crops of a test photo with one white-hole mask file each."""
-    photo = SamplePhotos().split("test")[1]
+def write_folder(tmp_path, photo):
+    """Top-left crops of `photo` (FOLDER's sizes) in images/, a white-hole mask file each in
+    masks/."""
     images, masks = tmp_path / "images", tmp_path / "masks"
     for name, ((height, width), ratio) in FOLDER.items():
         write_image(images / f"{name}.png", photo[:height, :width])
         write_pixels(masks / f"{name}.png", hole_rows(height, width, ratio))
     return images, masks
+
+
+@pytest.fixture
+def photo_folder(tmp_path):
+    """Crops of a test photo with one white-hole mask file each."""
+    return write_folder(tmp_path, SamplePhotos().split("test")[1])
+
+
+@pytest.fixture
+def edged_folder(tmp_path):
+    """Like photo_folder, from a busy part of a test photo: each hole holds Canny edges."""
+    return write_folder(tmp_path, SamplePhotos().split("test")[0][240:, 144:])
 
 
 def evaluate_config(tmp_path, checkpoint, *overrides):
@@ -290,3 +309,164 @@ def test_training_refuses_mask_files(tmp_path):
     cfg = compose_config("train", ["mask=files", f"mask.root={tmp_path}"])
     with pytest.raises(Exception, match="draws masks, but mask is a MaskFiles"):
         instantiate(cfg.data, mask=instantiate(cfg.mask))
+
+
+# -- a stand-in model, so that what the report says about it is known exactly --------------
+def as_tensor(array: np.ndarray) -> torch.Tensor:
+    """(H, W) or (H, W, 3) -> (1, C, H, W)."""
+    array = array[:, :, None] if array.ndim == 2 else array
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))[None].float()
+
+
+class PerfectBlindModel:
+    """Stands in for a blind checkpoint's Inpainter: it predicts exactly the true mask and
+    the Canny edges of the clean image of the sample being scored, and paints the truth."""
+
+    kind, needs_mask, predicts_mask, paints = "blind", False, True, True
+
+    def __init__(self):
+        self.edges = EdgeDetector()
+        self.trained_with: dict = {}
+        self.sample = None  # the sample evaluate is scoring, set as evaluate draws it
+
+    def true_edges(self, image: np.ndarray) -> np.ndarray:
+        return self.edges.numpy(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
+
+    def __call__(self, damaged, mask=None):
+        assert mask is None  # a blind model is given the damaged image alone
+        image = self.sample.image
+        return {
+            "output": as_tensor(image),
+            "paint": as_tensor(image),
+            "mask": as_tensor(self.sample.mask),
+            "edges": as_tensor(self.true_edges(image)),
+        }
+
+
+@pytest.fixture
+def perfect_blind(monkeypatch):
+    """evaluate() with a PerfectBlindModel in place of the checkpoint's model."""
+    model = PerfectBlindModel()
+    drawn = evaluate_module.folder_samples
+
+    def watched(*args):
+        for sample in drawn(*args):
+            model.sample = sample
+            yield sample
+
+    monkeypatch.setattr(evaluate_module, "folder_samples", watched)
+    monkeypatch.setattr(
+        evaluate_module, "Inpainter", SimpleNamespace(from_checkpoint=lambda *_, **__: model)
+    )
+    return model
+
+
+def folder_config(tmp_path, images, masks, *overrides):
+    return evaluate_config(
+        tmp_path,
+        tmp_path / "stand-in.ckpt",
+        f"images={images}",
+        "mask=files",
+        f"mask.root={masks}",
+        *overrides,
+    )
+
+
+def test_a_blind_model_that_finds_the_true_mask_and_edges_scores_perfectly_in_every_bucket(
+    tmp_path, edged_folder, perfect_blind
+):
+    images, masks = edged_folder
+    for name, ((height, width), ratio) in FOLDER.items():  # every hole has edges to find
+        hole = hole_rows(height, width, ratio) > 0
+        assert perfect_blind.true_edges(read_image(images / f"{name}.png"))[hole].sum() > 0
+    report = evaluate(folder_config(tmp_path, images, masks, "baselines=[input]"))
+    buckets = report["buckets"]
+    assert list(buckets) == ["all", "0-10%", "20-30%", "50-60%"]
+    for bucket, entry in buckets.items():
+        model = entry["model"]
+        for key in ("mask_iou", "mask_f1", "edge_precision", "edge_recall", "edge_f1"):
+            assert model.get(key) == pytest.approx(1.0), (bucket, key)
+        assert model["mask_bce"] == pytest.approx(0.0, abs=1e-6), bucket
+        assert model["l1"] == 0 and model["psnr"] == pytest.approx(MAX_PSNR), bucket
+    md = (tmp_path / "out" / "metrics.md").read_text()
+    assert "| 1.000 | 1.000 | 0.000 | 1.000 | 1.000 |" in md  # the blind table
+
+
+def markdown_rows(text: str, header: str) -> dict[str, list[str]]:
+    """The rows of the markdown table that starts with `header`: {first cell: other cells}."""
+    lines = text.splitlines()
+    start = lines.index(header)
+    rows = {}
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        first, *cells = [cell.strip() for cell in line.strip("|").split("|")]
+        rows[first] = cells
+    return rows
+
+
+def test_the_markdown_table_holds_the_json_numbers_and_times_per_image(
+    tmp_path, photo_folder, perfect_blind, monkeypatch
+):
+    """Every method is timed 0.25 s per image by a stand-in clock: 250 ms/image whatever the
+    number of images."""
+    ticks = itertools.count(step=0.25)
+    monkeypatch.setattr(evaluate_module, "time", SimpleNamespace(perf_counter=lambda: next(ticks)))
+    images, masks = photo_folder
+    report = evaluate(folder_config(tmp_path, images, masks, "baselines=[input,telea]"))
+    assert report["samples"] == 3
+    assert report["ms_per_image"] == pytest.approx({"input": 250, "telea": 250, "model": 250})
+    md = (tmp_path / "out" / "metrics.md").read_text()
+    header = "| method | PSNR | SSIM | hole PSNR | hole L1 | ms/image |"
+    rows = markdown_rows(md, header)
+    overall = report["buckets"]["all"]
+    assert set(rows) == {"input", "telea", "model"}
+    for method, cells in rows.items():
+        values = overall[method]
+        expected = [values["psnr"], values["ssim"], values["psnr_hole"], values["l1_hole"], 250]
+        assert [float(cell) for cell in cells] == pytest.approx(expected, abs=1e-3), method
+    assert rows["model"][2:4] == ["100.000", "0.000"]  # a perfect painting: hole PSNR, hole L1
+    with (tmp_path / "out" / "metrics.csv").open() as handle:
+        assert {float(row["ms_per_image"]) for row in csv.DictReader(handle)} == {250.0}
+
+
+def test_grey_mask_files_weigh_the_hole_scores_by_their_grey_level(
+    tmp_path, photo_folder, perfect_blind
+):
+    """A grey level m damages a pixel by m (zero fill: damaged = (1 - m) * image) and
+    weighs its error by m in the hole PSNR and L1."""
+    images, masks = photo_folder
+    levels = np.array([255, 191, 128, 77, 26, 0], np.uint8)  # 1, 0.75, 0.5, 0.3, 0.1, 0
+    for path in masks.iterdir():
+        height, width = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE).shape
+        bands = np.repeat(levels, -(-height // len(levels)))[:height]
+        write_pixels(path, np.repeat(bands[:, None], width, axis=1))
+    report = evaluate(folder_config(tmp_path, images, masks, "baselines=[input]", "limit=1"))
+    assert report["samples"] == 1  # the first image, a.png
+    image = read_image(images / "a.png")
+    m = cv2.imread(str(masks / "a.png"), cv2.IMREAD_GRAYSCALE)[:, :, None] / 255.0
+    damaged = (1 - m) * image
+    weight = np.broadcast_to(m, image.shape)
+    hole_l1 = (np.abs(damaged - image) * weight).sum() / weight.sum()
+    hole_mse = ((damaged - image) ** 2 * weight).sum() / weight.sum()
+    scored = report["buckets"]["all"]["input"]
+    assert scored["l1_hole"] == pytest.approx(hole_l1, rel=1e-4)
+    assert scored["psnr_hole"] == pytest.approx(-10 * np.log10(hole_mse), abs=1e-3)
+
+
+@pytest.mark.parametrize("name", ["telea", "navier_stokes", "biharmonic"])
+def test_baselines_paint_every_pixel_a_grey_mask_touches(name):
+    """mask > 0 is a hole for the baselines, a grey level below 0.5 too; mask 0 is returned
+    as given."""
+    rows, columns = np.mgrid[0:24, 0:24] / 23.0
+    image = np.stack([0.3 + 0.4 * rows, 0.5 + 0.2 * columns, np.full_like(rows, 0.6)], -1)
+    image = image.astype(np.float32)
+    mask = np.zeros((24, 24), np.float32)
+    mask[6:12, 6:18] = 0.4
+    mask[12:18, 6:18] = 1.0
+    damaged = damage(image, mask, np.zeros_like(image))
+    assert np.abs(damaged - image)[mask == 0.4].min() > 0.1  # the grey damage is visible
+    painted = inpaint_classical(name, damaged, mask)
+    assert np.array_equal(painted[mask == 0], damaged[mask == 0])
+    # the whole hole, grey band included, is painted from its smooth surroundings
+    assert np.abs(painted - image)[mask > 0].max() < 0.1

@@ -144,3 +144,66 @@ def test_a_seed_run_twice_is_refused(multirun, tmp_path):
     shutil.copytree(copy / "0", copy / "4")
     with pytest.raises(ValueError, match=r"repeat seed=1 \(.*/0, .*/4\)"):
         tables.main([str(copy)])
+
+
+# -- job folders written by hand: known numbers in, the tables' numbers checked ------------
+def fake_job(folder, experiment, seed, metrics=None, overrides=None, data="samples"):
+    """A job folder as a multirun leaves it (what inpaint.tables reads of it); no metrics:
+    a failed job."""
+    hydra = folder / ".hydra"
+    hydra.mkdir(parents=True)
+    (hydra / "config.yaml").write_text(f"task_name: {experiment}\nseed: {seed}\n")
+    (hydra / "hydra.yaml").write_text(f"hydra:\n  runtime:\n    choices:\n      data: {data}\n")
+    given = overrides or [f"experiment={experiment}", f"seed={seed}"]
+    (hydra / "overrides.yaml").write_text("".join(f"- {o}\n" for o in given))
+    if metrics is not None:
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+
+
+EPN_RUNS = {1: (20.0, 0.80), 2: (22.5, 0.90), 3: (21.0, 0.83)}  # seed: (edge PSNR, SSIM)
+
+
+def epn_sweep(root, overrides=lambda seed: None):
+    """Three EPN seeds that ran and one that failed."""
+    for index, (seed, (psnr, ssim)) in enumerate(EPN_RUNS.items()):
+        metrics = {"test/edge_psnr": psnr, "test/edge_ssim": ssim}
+        fake_job(root / str(index), "epn", seed, metrics, overrides(seed))
+    fake_job(root / "3", "epn", 4, None, overrides(4))
+    return root
+
+
+def mean_and_spread(values, digits):
+    """mean ± sample standard deviation (n - 1), as a paper's table gives them."""
+    mean = sum(values) / len(values)
+    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return mean, std, f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def test_table_cells_hold_mean_and_sample_std_of_psnr_and_ssim(tmp_path):
+    written = tables.main([str(epn_sweep(tmp_path / "sweep")), "--output", str(tmp_path)])
+    psnr = [p for p, _ in EPN_RUNS.values()]
+    ssim = [s for _, s in EPN_RUNS.values()]
+    psnr_mean, psnr_std, psnr_text = mean_and_spread(psnr, 2)
+    ssim_mean, ssim_std, ssim_text = mean_and_spread(ssim, 3)
+    for name in ("table1", "table2"):
+        (row,) = list(csv.DictReader(written[name].open()))
+        assert row["row"] == "EPN" and row["data"] == "samples"
+        assert float(row["psnr_mean"]) == pytest.approx(psnr_mean, abs=1e-4)
+        assert float(row["psnr_std"]) == pytest.approx(psnr_std, abs=1e-4)
+        assert float(row["ssim_mean"]) == pytest.approx(ssim_mean, abs=1e-4)
+        assert float(row["ssim_std"]) == pytest.approx(ssim_std, abs=1e-4)
+        assert (row["runs"], row["failed"]) == ("3", "1")  # runs: those with numbers
+    markdown = written["markdown"].read_text()
+    line = f"| EPN | {psnr_text} (1 failed) | {ssim_text} (1 failed) |"
+    assert markdown.count(line) == 2, markdown  # Table 1 and Table 2
+
+
+def test_a_seed_given_as_a_plus_override_is_still_a_seed(tmp_path):
+    """`+seed=N` (or `~seed`) picks a repeat like `seed=N`: the jobs are seeds of one setting."""
+    sweep = epn_sweep(tmp_path / "sweep", lambda seed: ["experiment=epn", f"+seed={seed}"])
+    written = tables.main([str(sweep), "--output", str(tmp_path)])
+    (row,) = list(csv.DictReader(written["table2"].open()))
+    assert (row["runs"], row["failed"]) == ("3", "1")
+    assert tables.other_settings(["+seed=3", "~seed", "+data=x", "model.g_lr=0.1"]) == (
+        "model.g_lr=0.1",
+    )
