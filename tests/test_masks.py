@@ -373,3 +373,55 @@ def test_configs_load_as_plain_yaml():
         generator = instantiate(cfg)
         mask = generator(np.random.default_rng(0), 32, 32)
         assert mask.shape == (32, 32)
+
+
+@pytest.mark.parametrize(
+    ("box_prob", "low", "high"), [(0.0, 0.0, 0.0), (0.5, 0.3, 0.7), (1.0, 1.0, 1.0)]
+)
+def test_irregular_boxes_are_drawn_with_box_prob(box_prob, low, high):
+    """Without strokes a mask is empty unless boxes are drawn: as often as box_prob says."""
+    generator = IrregularMask(strokes=(0, 0), box_prob=box_prob, min_ratio=0.0, max_ratio=1.0)
+    drawn = [generator(np.random.default_rng(seed), 32, 32).any() for seed in range(60)]
+    assert low <= np.mean(drawn) <= high, np.mean(drawn)
+
+
+def test_square_masks_reach_every_row_and_column():
+    """Every top-left corner that keeps the square inside the image is drawn, the last included,
+    so squares touch the bottom row and the right column too."""
+    height, width, side = 8, 12, 4
+    generator = SquareMask(side=(0.5, 0.5), min_ratio=0.0, max_ratio=1.0)
+    masks = [generator(np.random.default_rng(seed), height, width) for seed in range(100)]
+    corners = np.array([square_bounding_box(mask)[::2] for mask in masks])
+    assert set(corners[:, 0].tolist()) == set(range(height - side + 1))
+    assert set(corners[:, 1].tolist()) == set(range(width - side + 1))
+    assert any(mask[-1].any() for mask in masks) and any(mask[:, -1].any() for mask in masks)
+
+
+def test_freeform_strokes_cover_the_whole_width_of_a_landscape_image():
+    """Strokes wander over the whole image: each third of a wide image holds a fair share."""
+    generator = FreeFormMask(min_ratio=0.0, max_ratio=1.0)
+    height, width = 24, 96
+    masks = np.array([generator(np.random.default_rng(seed), height, width) for seed in range(40)])
+    thirds = [masks[:, :, i * width // 3 : (i + 1) * width // 3].mean() for i in range(3)]
+    assert min(thirds) > 0.5 * masks.mean(), thirds
+
+
+def test_line_length_is_a_fraction_of_the_diagonal():
+    """One-pixel lines of a quarter of the diagonal: about that long unless cut by the border,
+    never longer."""
+    size, fraction = 48, 0.25
+    generator = LineMask(
+        count=(1, 1),
+        length=(fraction, fraction),
+        thickness=(1, 1),
+        reference=size,
+        min_ratio=0.0,
+        max_ratio=1.0,
+    )
+    lengths = []
+    for seed in range(40):
+        rows, cols = np.nonzero(generator(np.random.default_rng(seed), size, size))
+        lengths.append(np.hypot(rows.max() - rows.min(), cols.max() - cols.min()))
+    expected = fraction * np.hypot(size, size)
+    assert max(lengths) <= expected + 2
+    assert np.median(lengths) > 0.8 * expected, (np.median(lengths), expected)

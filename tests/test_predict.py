@@ -304,3 +304,134 @@ def test_command_writes_what_it_can_and_exits_nonzero_on_a_broken_file(
     assert "1 of 2 images failed" in result.stdout and "broken.png" in result.stdout
     assert read_pixels(output / "good.png").shape == (37, 45, 3)
     assert "broken.png" in (tmp_path / "run" / "predict.log").read_text()
+
+
+class FakeNetwork:
+    """An Inpainter stand-in: `respond(damaged, mask)` gives the result dict; each call's
+    inputs are kept in `seen`."""
+
+    def __init__(self, kind, respond):
+        self.kind, self.respond, self.seen = kind, respond, []
+        self.paints, self.needs_mask, self.intact_below = True, kind == "ipn", 0.1
+
+    def __call__(self, damaged, mask=None):
+        self.seen.append((damaged, mask))
+        return self.respond(damaged, mask)
+
+
+def fake_network(monkeypatch, tmp_path, kind, respond) -> tuple[Path, FakeNetwork]:
+    """A checkpoint path whose loading gives a FakeNetwork of that kind."""
+    network = FakeNetwork(kind, respond)
+    monkeypatch.setattr(Inpainter, "from_checkpoint", staticmethod(lambda path, **_: network))
+    ckpt = tmp_path / "fake.ckpt"
+    ckpt.write_bytes(b"")
+    return ckpt, network
+
+
+def paint_given_hole(colour):
+    """An IPN that paints `colour` where its mask is a hole and keeps its input elsewhere."""
+
+    def respond(damaged, mask):
+        paint = torch.tensor(colour, dtype=torch.float32)[None, :, None, None]
+        output = torch.where(mask > 0, paint, damaged)
+        return {"output": output, "paint": output, "mask": mask}
+
+    return respond
+
+
+def test_a_long_image_is_reduced_by_its_longer_side(monkeypatch, tmp_path):
+    ckpt, network = fake_network(monkeypatch, tmp_path, "ipn", paint_given_hole((1.0, 1.0, 1.0)))
+    height, width, max_side = 40, 200, 32
+    write_pixels(tmp_path / "wide.png", np.zeros((height, width, 3), np.uint8))
+    write_pixels(tmp_path / "mask.png", hole_mask((height, width)))
+
+    run(
+        ckpt,
+        tmp_path / "wide.png",
+        tmp_path / "out",
+        f"mask={tmp_path / 'mask.png'}",
+        "max_side=32",
+    )
+
+    ((damaged, mask),) = network.seen
+    reduced = (round(height * max_side / width), max_side)
+    assert damaged.shape == (1, 3, *reduced) and mask.shape == (1, 1, *reduced)
+    assert read_pixels(tmp_path / "out" / "wide.png").shape == (height, width, 3)
+
+
+def test_every_pixel_of_a_thin_hole_is_painted_at_reduced_scale(monkeypatch, tmp_path):
+    """One-pixel lines and dots, far thinner than a reduced pixel, still reach the network as
+    holes: every full-size hole pixel gets paint, every other keeps the black photo."""
+    ckpt, _ = fake_network(monkeypatch, tmp_path, "ipn", paint_given_hole((1.0, 1.0, 1.0)))
+    mask = np.zeros((64, 80), np.uint8)
+    mask[20, 5:70] = mask[30:60, 50] = mask[5, 5] = mask[60, 75] = mask[44, 13] = 255
+    write_pixels(tmp_path / "photo.png", np.zeros((64, 80, 3), np.uint8))
+    write_pixels(tmp_path / "mask.png", mask)
+
+    run(
+        ckpt,
+        tmp_path / "photo.png",
+        tmp_path / "out",
+        f"mask={tmp_path / 'mask.png'}",
+        "max_side=32",
+    )
+
+    result = read_pixels(tmp_path / "out" / "photo.png")
+    assert (result[mask > 0] > 0).all()
+    assert (result[mask == 0] == 0).all()
+
+
+def test_a_float_image_is_written_16_bit(monkeypatch, tmp_path):
+    ckpt, _ = fake_network(monkeypatch, tmp_path, "ipn", paint_given_hole((0.25, 0.5, 0.75)))
+    pixels = np.random.default_rng(8).random((37, 45, 3)).astype(np.float32)
+    write_pixels(tmp_path / "float.tif", pixels)
+    write_pixels(tmp_path / "mask.png", hole_mask(pixels.shape))
+    hole = hole_mask(pixels.shape) > 0
+
+    run(ckpt, tmp_path / "float.tif", tmp_path / "out", f"mask={tmp_path / 'mask.png'}")
+
+    result = read_pixels(tmp_path / "out" / "float.png")
+    assert result.dtype == np.uint16 and result.shape == pixels.shape
+    assert np.array_equal(result[~hole], np.rint(pixels[~hole] * 65535).astype(np.uint16))
+    painted = np.rint(np.array([0.25, 0.5, 0.75]) * 65535)
+    assert np.array_equal(result[hole], np.broadcast_to(painted, result[hole].shape))
+
+
+def test_a_grey_photo_gets_the_luminance_of_a_coloured_paint(monkeypatch, tmp_path):
+    """Grey results are the paint's luminance, 0.299 R + 0.587 G + 0.114 B."""
+    colour = (0.9, 0.5, 0.1)
+    ckpt, _ = fake_network(monkeypatch, tmp_path, "ipn", paint_given_hole(colour))
+    grey = np.random.default_rng(9).integers(0, 256, (37, 45), np.uint8)
+    write_pixels(tmp_path / "grey.png", grey)
+    write_pixels(tmp_path / "mask.png", hole_mask(grey.shape))
+    hole = hole_mask(grey.shape) > 0
+
+    run(ckpt, tmp_path / "grey.png", tmp_path / "out", f"mask={tmp_path / 'mask.png'}")
+
+    result = read_pixels(tmp_path / "out" / "grey.png")
+    luminance = np.dot([0.299, 0.587, 0.114], colour) * 255
+    assert result.shape == grey.shape and np.array_equal(result[~hole], grey[~hole])
+    assert np.abs(result[hole].astype(float) - luminance).max() <= 1
+
+
+def test_an_upscaled_predicted_mask_blends_between_photo_and_paint(monkeypatch, tmp_path):
+    """A blind model that predicts a sharp-edged hole (right half) at reduced scale: each result
+    pixel lies between the photo's and the paint's value, bicubic overshoot or not."""
+
+    def respond(damaged, mask):
+        predicted = torch.zeros(damaged.shape[0], 1, *damaged.shape[2:])
+        predicted[..., damaged.shape[-1] // 2 :] = 1.0
+        paint = torch.full(damaged.shape, 0.5)
+        return {"output": paint, "paint": paint, "mask": predicted, "edges": predicted}
+
+    ckpt, _ = fake_network(monkeypatch, tmp_path, "blind", respond)
+    pixels = np.random.default_rng(10).integers(0, 256, (64, 80, 3), np.uint8)
+    write_pixels(tmp_path / "photo.png", pixels)
+
+    run(ckpt, tmp_path / "photo.png", tmp_path / "out", "max_side=32")
+
+    result = read_pixels(tmp_path / "out" / "photo.png").astype(int)
+    paint = np.rint(0.5 * 255)
+    assert (result >= np.minimum(pixels, paint) - 1).all()
+    assert (result <= np.maximum(pixels, paint) + 1).all()
+    assert (result[:, -10:] == paint).all() and np.array_equal(result[:, :10], pixels[:, :10])
