@@ -139,3 +139,26 @@ def test_psnr_and_l1_weigh_every_image_alike_whatever_its_batch():
     assert values["l1"].item() == pytest.approx(expected_l1, abs=1e-6)
     assert values["psnr_hole"].item() == pytest.approx(expected_psnr, abs=1e-3)
     assert values["l1_hole"].item() == pytest.approx(expected_l1, abs=1e-6)
+
+
+def test_predictions_beyond_the_image_range_are_scored_as_clamped():
+    """An output of 1.2 where the truth is 1 is a perfect white pixel once written to a file."""
+    target = torch.ones(1, 3, 8, 8)
+    metrics = ImageMetrics()
+    metrics.update(target + 0.2, target, torch.ones(1, 1, 8, 8))
+    values = metrics.compute()
+    assert values["psnr"].item() == pytest.approx(MAX_PSNR)
+    assert values["ssim"].item() == pytest.approx(1.0)
+
+
+def test_mask_iou_counts_grey_damage_below_half_as_intact():
+    """IoU and F1 are of the hole at threshold 0.5, for the true mask as for the prediction."""
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., :4, :] = 1.0
+    mask[..., 4:6, :] = 0.3  # faint damage: not hole at 0.5
+    predicted = (mask >= 0.5).float()
+    metrics = MaskMetrics()
+    metrics.update(predicted, mask)
+    values = metrics.compute()
+    assert values["mask_iou"].item() == pytest.approx(1.0)
+    assert values["mask_f1"].item() == pytest.approx(1.0)
