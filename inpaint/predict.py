@@ -321,13 +321,15 @@ def write(item: Loaded, painted: Painted, output: Path, cfg: DictConfig) -> Path
     return target
 
 
-def attempt(report: PredictReport, job: Job, action: Callable, *args):
-    """Run one image's step; a problem of that image is logged and recorded, None returned."""
+def attempt(report: PredictReport, jobs: list[Job], action: Callable, *args):
+    """Run a step of some images (one, or a batch); a problem is logged and recorded for each
+    of them, and None returned."""
     try:
         return action(*args)
     except IMAGE_ERRORS as error:
-        log.error("skipped %s: %s", job.source, error)
-        report.failed[job.source] = str(error)
+        for job in jobs:
+            log.error("skipped %s: %s", job.source, error)
+            report.failed[job.source] = str(error)
         return None
 
 
@@ -349,11 +351,15 @@ def predict(cfg: DictConfig) -> PredictReport:
     with logging_redirect_tqdm(), tqdm(total=len(jobs), unit="image", desc="inpaint") as bar:
         for start in range(0, len(jobs), cfg.batch_size):
             chunk = jobs[start : start + cfg.batch_size]
-            loaded = [attempt(report, job, load, job, read) for job in chunk]
+            loaded = [attempt(report, [job], load, job, read) for job in chunk]
             groups = group_by_size([item for item in loaded if item], cfg.max_side)
             for size, items in groups.items():
-                for item, painted in zip(items, inpaint_batch(inpainter, items, size), strict=True):
-                    target = attempt(report, item.job, write, item, painted, output, cfg)
+                group = [item.job for item in items]
+                results = attempt(report, group, inpaint_batch, inpainter, items, size)
+                if results is None:
+                    continue
+                for item, painted in zip(items, results, strict=True):
+                    target = attempt(report, [item.job], write, item, painted, output, cfg)
                     if target:
                         report.written.append(target)
             bar.update(len(chunk))

@@ -435,3 +435,26 @@ def test_an_upscaled_predicted_mask_blends_between_photo_and_paint(monkeypatch, 
     assert (result >= np.minimum(pixels, paint) - 1).all()
     assert (result <= np.maximum(pixels, paint) + 1).all()
     assert (result[:, -10:] == paint).all() and np.array_equal(result[:, :10], pixels[:, :10])
+
+
+def test_a_batch_the_network_refuses_is_reported_and_the_other_batches_written(
+    monkeypatch, tmp_path
+):
+    """Images are batched by size; a network error in one batch skips its images only."""
+    paint = paint_given_hole((1.0, 1.0, 1.0))
+
+    def respond(damaged, mask):
+        if damaged.shape[-1] == 30:
+            raise ValueError("the network cannot take 30 px wide images")
+        return paint(damaged, mask)
+
+    ckpt, _ = fake_network(monkeypatch, tmp_path, "ipn", respond)
+    photos, masks = tmp_path / "photos", tmp_path / "masks"
+    for name, shape in {"a.png": (20, 30), "b.png": (20, 40), "c.png": (20, 30)}.items():
+        write_pixels(photos / name, np.zeros((*shape, 3), np.uint8))
+        write_pixels(masks / name, hole_mask(shape))
+    report = run(ckpt, photos, tmp_path / "out", f"mask={masks}", "batch_size=3")
+    assert sorted(path.name for path in report.failed) == ["a.png", "c.png"]
+    assert all("30 px wide" in reason for reason in report.failed.values())
+    assert [path.name for path in report.written] == ["b.png"]
+    assert read_pixels(tmp_path / "out" / "b.png").shape == (20, 40, 3)
