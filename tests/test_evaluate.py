@@ -205,6 +205,12 @@ def test_mask_files_are_found_by_name_with_any_image_suffix_in_any_case(tmp_path
     assert masks.find("c.png") == tmp_path / "c.png"
     with pytest.raises(FileNotFoundError, match=r"no mask for image a\.jpg"):
         masks.find("a.jpg")  # a.b.png is the mask of a.b.*, not of a.*
+    images = tmp_path / "images"
+    for name in ("c.png", "c.jpg"):
+        write_pixels(images / name, np.zeros((4, 4), np.uint8))
+    with pytest.raises(FileNotFoundError, match=r"no mask for image c\.jpg"):
+        masks.find("c.jpg", images / "c.jpg")  # c.png is the mask of the image c.png
+    assert masks.find("c.jpg") == tmp_path / "c.png"  # with no image c.png beside it
 
 
 @pytest.fixture

@@ -458,3 +458,16 @@ def test_a_batch_the_network_refuses_is_reported_and_the_other_batches_written(
     assert all("30 px wide" in reason for reason in report.failed.values())
     assert [path.name for path in report.written] == ["b.png"]
     assert read_pixels(tmp_path / "out" / "b.png").shape == (20, 40, 3)
+
+
+def test_an_image_whose_only_namesake_mask_is_another_images_is_reported(monkeypatch, tmp_path):
+    """pair.png's mask is not pair.jpg's: pair.jpg, with no mask of its own, is skipped."""
+    ckpt, _ = fake_network(monkeypatch, tmp_path, "ipn", paint_given_hole((1.0, 1.0, 1.0)))
+    photos, masks = tmp_path / "photos", tmp_path / "masks"
+    for name in ("pair.png", "pair.jpg"):
+        write_pixels(photos / name, np.zeros((16, 16, 3), np.uint8))
+    write_pixels(masks / "pair.png", hole_mask((16, 16)))
+    report = run(ckpt, photos, tmp_path / "out", f"mask={masks}")
+    assert [path.name for path in report.failed] == ["pair.jpg"]
+    assert "no mask for image pair.jpg" in report.failed[photos / "pair.jpg"]
+    assert [path.name for path in report.written] == ["pair.png"]

@@ -45,10 +45,11 @@ class MaskFiles:
         if not self.root.is_dir():
             raise FileNotFoundError(f"mask folder not found: {self.root} (mask.root)")
 
-    def find(self, relative: str | Path) -> Path:
+    def find(self, relative: str | Path, image_path: Path | None = None) -> Path:
         """The mask file named like the image: with its own suffix, with `.png` added (as
         predict names the mask of `a.jpg` beside `a.png`), or with any image suffix in any
-        case."""
+        case, unless an image of that name lies beside `image_path`: `a.png` is then the
+        mask of the image `a.png`, not of `a.jpg`."""
         relative = Path(relative)
         folder = self.root / relative.parent
         for exact in (folder / relative.name, folder / f"{relative.name}.png"):
@@ -60,6 +61,7 @@ class MaskFiles:
             if candidate.stem == relative.stem
             and candidate.suffix.lower() in IMAGE_SUFFIXES
             and candidate.is_file()
+            and not (image_path and (image_path.parent / candidate.name).is_file())
         ]
         if named_alike:
             return named_alike[0]
@@ -70,7 +72,7 @@ class MaskFiles:
 
     def load(self, image_path: Path, relative: str | Path, shape) -> np.ndarray:
         """The mask of one image, checked against the image's (H, W)."""
-        mask_path = self.find(relative)
+        mask_path = self.find(relative, Path(image_path))
         mask = read_mask(mask_path, self.invert)
         check_mask_size(mask, mask_path, image_path, shape)
         return mask
