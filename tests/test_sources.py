@@ -355,14 +355,19 @@ def test_image_folder_split_files(tmp_path):
         assert [tag_of(image) for image in images_of(split)] == [int(line[3:6]) for line in lines]
 
 
+def write_split_files(folder: Path, lists: dict[str, str]) -> dict[str, str]:
+    """One text file per split, of the listed lines; the split_files option naming them."""
+    files = {name: folder / f"{name}.txt" for name in lists}
+    for name, path in files.items():
+        path.write_text(lists[name] + "\n")
+    return {name: str(path) for name, path in files.items()}
+
+
 def test_image_folder_split_files_must_not_share_images(tmp_path):
     make_folder(tmp_path / "data", 4, nested=False)
     lists = {"train": "img000.png\nimg001.png", "val": "img002.png", "test": "./img001.png"}
-    files = {name: tmp_path / f"{name}.txt" for name in lists}
-    for name, path in files.items():
-        path.write_text(lists[name] + "\n")
     with pytest.raises(ValueError, match=r"train .* and test .* share 1 image\(s\): img001\.png"):
-        ImageFolder(str(tmp_path / "data"), split_files={k: str(v) for k, v in files.items()})
+        ImageFolder(str(tmp_path / "data"), split_files=write_split_files(tmp_path, lists))
 
 
 def test_image_folder_split_files_sharing_an_image_outside_the_root_are_refused(tmp_path):
@@ -370,11 +375,8 @@ def test_image_folder_split_files_sharing_an_image_outside_the_root_are_refused(
     make_folder(tmp_path / "other", 1, nested=False)
     lists = {"train": "img000.png\n../other/img000.png", "val": "img001.png"}
     lists["test"] = str(tmp_path / "other" / "img000.png")
-    files = {name: tmp_path / f"{name}.txt" for name in lists}
-    for name, path in files.items():
-        path.write_text(lists[name] + "\n")
     with pytest.raises(ValueError, match=r"share 1 image\(s\): \.\./other/img000\.png"):
-        ImageFolder(str(tmp_path / "data"), split_files={k: str(v) for k, v in files.items()})
+        ImageFolder(str(tmp_path / "data"), split_files=write_split_files(tmp_path, lists))
 
 
 def test_image_folder_split_files_need_every_split(tmp_path):
