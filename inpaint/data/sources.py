@@ -61,7 +61,7 @@ class FileImages(Sequence):
         paths = list(paths)
         readable = [p for p in paths if is_readable_image(p)]
         skipped = len(paths) - len(readable)
-        missing = [p for p in paths if not p.is_file()]
+        missing = [p for p in paths if not p.is_file()] if skipped else []
         absent = f" ({len(missing)} missing, e.g. {missing[0]})" if missing else ""
         if not readable:
             raise FileNotFoundError(
