@@ -16,3 +16,10 @@ def load_torch_file(path: Path, what: str, weights_only: bool = False):
     except (pickle.UnpicklingError, EOFError, RuntimeError) as error:
         reason = str(error).strip().split("\n", 1)[0] or type(error).__name__
         raise ValueError(f"{path} is not {what} that torch can read ({reason})") from None
+
+
+def state_dict_mismatch(error: RuntimeError) -> str:
+    """The first line that `load_state_dict`'s error gives after its heading (the first
+    missing key or size mismatch)."""
+    lines = str(error).split("\n", 2)
+    return lines[1].strip() if len(lines) > 1 else lines[0]

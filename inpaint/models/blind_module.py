@@ -31,7 +31,7 @@ from inpaint.models.losses import (
     mask_loss,
 )
 from inpaint.models.metrics import EdgeMetrics, ImageMetrics, MaskMetrics
-from inpaint.torch_files import load_torch_file
+from inpaint.torch_files import load_torch_file, state_dict_mismatch
 from inpaint.visual import edge_overlay
 
 MODES = {
@@ -189,10 +189,9 @@ class BlindInpainter(GANModule):
             try:
                 module.load_state_dict(weights)
             except RuntimeError as error:
-                detail = str(error).split("\n", 2)[1:2]
                 raise ValueError(
                     f"{path}: the {stage} {part} weights do not fit this network "
-                    f"(another width or variant?) {''.join(detail).strip()}"
+                    f"(another width or variant?) {state_dict_mismatch(error)}"
                 ) from None
 
     # -- the chain --------------------------------------------------------------------

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from inpaint.torch_files import load_torch_file
+from inpaint.torch_files import load_torch_file, state_dict_mismatch
 
 # torchvision's VGG19 "E" configuration: channels per conv, "M" for max pooling.
 VGG19_LAYERS = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M"]
@@ -49,9 +49,8 @@ class VGG19Features(nn.Module):
         try:
             missing, _ = self.features.load_state_dict(trunk, strict=False)
         except RuntimeError as error:  # layers of other shapes: another VGG
-            detail = str(error).split("\n", 2)[1:2]
             raise ValueError(
-                f"{path} is not a VGG19 state dict: {''.join(detail).strip()}"
+                f"{path} is not a VGG19 state dict: {state_dict_mismatch(error)}"
             ) from None
         if missing:
             raise ValueError(f"{path} is not a VGG19 state dict: missing {missing[:4]}...")
