@@ -4,8 +4,10 @@ Reads every job folder of a Hydra multirun (its `.hydra/` configs and `metrics.j
 and writes `tables.md`, `table1.csv`, `table2.csv` and `tables.png` (a bar chart) into the
 sweep folder, or into `--output`. Several seeds of one (experiment, data set) become
 mean and standard deviation; jobs of one (experiment, data set) that differ in another
-setting, or repeat a seed, are refused rather than averaged. A job without `metrics.json`
-is reported as failed.
+setting (the experiment file included), or repeat a seed, are refused rather than
+averaged. A job without `metrics.json` is reported as failed; the jobs of the sweep (its
+`multirun.yaml`) that have no folder (killed before they started, or still queued) and jobs
+of a task in neither table are listed too.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 # What each experiment's row reports: (row label, PSNR key, SSIM key).
@@ -38,8 +42,10 @@ PAPER = {
 }
 
 
-# Overrides that pick a table cell (experiment, data) or a repeat of it (seed).
-CELL_KEYS = {"experiment", "data", "seed"}
+# Overrides that pick a table cell's column (data) or a repeat of it (seed). The row is the
+# job's task_name; `experiment=` stays among the settings compared, so two experiment files
+# of one task (a variant that inherits it) are not averaged as seeds of one setting.
+CELL_KEYS = {"data", "seed"}
 
 
 @dataclass
@@ -50,6 +56,7 @@ class Job:
     seed: int
     metrics: dict[str, float] | None  # None: the job failed
     settings: tuple[str, ...] = ()  # its other command-line overrides
+    overrides: tuple[str, ...] = ()  # all of them, as the sweep gave them
 
 
 def other_settings(overrides: list[str]) -> tuple[str, ...]:
@@ -81,24 +88,46 @@ def read_jobs(multirun: Path) -> list[Job]:
         folder = config_path.parent.parent
         config = OmegaConf.load(config_path)
         choices = OmegaConf.load(folder / ".hydra" / "hydra.yaml").hydra.runtime.choices
-        metrics_path = folder / "metrics.json"
-        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
-        overrides = OmegaConf.load(folder / ".hydra" / "overrides.yaml")
-        settings = other_settings([str(o) for o in overrides])
+        overrides = [str(o) for o in OmegaConf.load(folder / ".hydra" / "overrides.yaml")]
         jobs.append(
             Job(
                 folder,
                 str(config.task_name),
                 str(choices.data),
                 int(config.seed),
-                metrics,
-                settings,
+                read_metrics(folder / "metrics.json"),
+                other_settings(overrides),
+                tuple(overrides),
             )
         )
     if not jobs:
         raise FileNotFoundError(f"{multirun} holds no Hydra job folders (.hydra/config.yaml)")
     check_repeats(jobs)
     return jobs
+
+
+def read_metrics(path: Path) -> dict[str, float] | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not a JSON object of metrics ({error})") from None
+
+
+def jobs_without_folder(multirun: Path, jobs: list[Job]) -> list[str]:
+    """The overrides of each job that the sweep's `multirun.yaml` asked for and no folder
+    holds. Only a basic sweep's jobs can be listed (not an Optuna search's)."""
+    path = multirun / "multirun.yaml"
+    if not path.is_file():
+        return []
+    hydra = OmegaConf.load(path).hydra
+    if not str(hydra.sweeper.get("_target_", "")).endswith("BasicSweeper"):
+        return []
+    parsed = OverridesParser.create().parse_overrides([str(o) for o in hydra.overrides.task])
+    planned = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+    present = {job.overrides for job in jobs}
+    return [" ".join(job) for job in planned if tuple(job) not in present]
 
 
 def check_repeats(jobs: list[Job]) -> None:
@@ -224,10 +253,19 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
     if not tables:
         raise ValueError(
             f"{args.multirun}: no job ran an experiment of Table 1 or 2 "
-            f"({sorted({*TABLE1, *TABLE2})})"
+            f"({sorted({*TABLE1, *TABLE2})}); the jobs' task_name: "
+            f"{sorted({job.experiment for job in jobs})}"
         )
-    failed = [job for job in jobs if job.metrics is None]
-    notes = [f"- failed (no metrics.json): {job.folder}" for job in failed]
+    notes = [f"- failed (no metrics.json): {job.folder}" for job in jobs if job.metrics is None]
+    notes += [
+        f"- in neither table (task_name={job.experiment}): {job.folder}"
+        for job in jobs
+        if job.experiment not in {*TABLE1, *TABLE2}
+    ]
+    notes += [
+        f"- no job folder (killed before it started, or still queued): {overrides}"
+        for overrides in jobs_without_folder(args.multirun, jobs)
+    ]
     written["markdown"] = output / "tables.md"
     written["markdown"].write_text(
         "\n".join(sections) + ("\n" + "\n".join(notes) + "\n" if notes else "")

@@ -8,6 +8,7 @@ import shutil
 import statistics
 
 import pytest
+from omegaconf import OmegaConf
 
 from inpaint import tables
 from tests.conftest import TINY_MODELS, run_module
@@ -207,3 +208,49 @@ def test_a_seed_given_as_a_plus_override_is_still_a_seed(tmp_path):
     assert tables.other_settings(["+seed=3", "~seed", "+data=x", "model.g_lr=0.1"]) == (
         "model.g_lr=0.1",
     )
+
+
+def test_a_job_folder_missing_from_the_sweep_is_listed(multirun, tmp_path):
+    """A job killed before it started (or still queued) has no folder: multirun.yaml says
+    which jobs the sweep asked for."""
+    copy = tmp_path / "copy"
+    shutil.copytree(multirun, copy)
+    gone = " ".join(OmegaConf.load(copy / "3" / ".hydra" / "overrides.yaml"))
+    shutil.rmtree(copy / "3")
+    written = tables.main([str(copy), "--output", str(tmp_path / "out")])
+    notes = [
+        line for line in written["markdown"].read_text().split("\n") if "no job folder" in line
+    ]
+    assert notes == [f"- no job folder (killed before it started, or still queued): {gone}"]
+
+
+def test_two_experiment_files_of_one_task_are_not_averaged_as_seeds(tmp_path):
+    """A variant experiment that inherits the EPN's task_name is another setting, not a seed."""
+    fake_job(tmp_path / "0", "epn", 1, {"test/edge_psnr": 20.0, "test/edge_ssim": 0.8})
+    variant = ["experiment=epn_gated", "seed=2"]
+    fake_job(tmp_path / "1", "epn", 2, {"test/edge_psnr": 25.0, "test/edge_ssim": 0.9}, variant)
+    with pytest.raises(ValueError, match=r"differ in more than the seed: .*experiment=epn_gated"):
+        tables.main([str(tmp_path)])
+
+
+def test_a_job_of_a_task_in_neither_table_is_listed(tmp_path):
+    sweep = epn_sweep(tmp_path / "sweep")
+    fake_job(sweep / "4", "epn_lr_test", 1, {"test/edge_psnr": 30.0, "test/edge_ssim": 0.9})
+    written = tables.main([str(sweep), "--output", str(tmp_path)])
+    (row,) = list(csv.DictReader(written["table2"].open()))
+    assert (row["runs"], row["failed"]) == ("3", "1")
+    assert f"- in neither table (task_name=epn_lr_test): {sweep / '4'}" in (
+        written["markdown"].read_text()
+    )
+    fake_only = tmp_path / "only"
+    fake_job(fake_only / "0", "epn_lr_test", 1, {"test/edge_psnr": 30.0})
+    with pytest.raises(ValueError, match=r"task_name: \['epn_lr_test'\]"):
+        tables.main([str(fake_only)])
+
+
+def test_an_unreadable_metrics_file_is_named(tmp_path):
+    sweep = epn_sweep(tmp_path / "sweep")
+    (sweep / "0" / "metrics.json").write_text('{"test/edge_psnr": 2')
+    with pytest.raises(ValueError, match=r"sweep/0/metrics.json is not a JSON object"):
+        tables.main([str(sweep), "--output", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
