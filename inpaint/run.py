@@ -81,6 +81,16 @@ def write_metrics(path: Path, metrics: dict[str, float]) -> None:
     log.info("test metrics written to %s", path)
 
 
+def set_aside_earlier_metrics(output_dir: Path) -> None:
+    """A run into a folder that holds an earlier run's `metrics.json` (a rerun, a resume in
+    place) must not leave those numbers to pass for its own if it stops before testing."""
+    path = output_dir / "metrics.json"
+    if path.is_file():
+        earlier = path.with_name("metrics.earlier.json")
+        path.replace(earlier)
+        log.warning("%s held an earlier run's test metrics: moved to %s", path, earlier)
+
+
 def check_monitored_keys(model, callbacks: list, optimized_metric: str | None) -> None:
     """A monitored key that the model never logs would fail only after the first epoch, and
     a sweep's job would return no value: refuse such a key before training."""
@@ -120,6 +130,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     Writes the test metrics to `metrics.json`; returns them with the metrics logged at the
     end of training (the last validation's), for sweepers that optimise a validation metric.
     """
+    set_aside_earlier_metrics(Path(cfg.paths.output_dir))
     if not cfg.train and not cfg.get("ckpt_path"):
         raise ValueError("train=false tests a trained model: give ckpt_path=CKPT")
     L.seed_everything(cfg.seed, workers=True)

@@ -303,3 +303,14 @@ def test_a_test_split_without_readable_images_stops_the_run_before_training(tmp_
     with pytest.raises(FileNotFoundError, match=r"among 1 files of .*test split.*1 missing"):
         train(cfg)
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_an_earlier_runs_metrics_are_set_aside_before_a_rerun(tmp_path):
+    """A rerun into the same folder that fails must not leave the earlier numbers as its own
+    (inpaint.tables would count the job as a success)."""
+    earlier = '{"test/psnr": 30.0}\n'
+    (tmp_path / "metrics.json").write_text(earlier)
+    with pytest.raises(ValueError, match="train=false"):
+        train(tiny_config(tmp_path, ["train=false"]))
+    assert not (tmp_path / "metrics.json").exists()
+    assert (tmp_path / "metrics.earlier.json").read_text() == earlier
