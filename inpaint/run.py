@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
@@ -12,13 +13,13 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from inpaint.devices import slow_bf16
 from inpaint.models.base import STAGES
-from inpaint.torch_files import load_torch_file
+from inpaint.torch_files import load_torch_file, state_dict_mismatch
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,10 @@ def sweep_name() -> str | None:
 
 
 OmegaConf.register_new_resolver("sweep_name", sweep_name, replace=True)
+# The items of several lists, each once, in order (W&B tags from several config keys).
+OmegaConf.register_new_resolver(
+    "unique", lambda *lists: list(dict.fromkeys(i for items in lists for i in items)), replace=True
+)
 
 
 def instantiate_group(group: DictConfig | None, wandb_run_id: str | None = None) -> list:
@@ -65,13 +70,56 @@ def keep_wandb_files_in(run_dir: Path) -> None:
             os.environ[variable] = _WANDB_DIRS_SET[variable] = str(run_dir / "wandb")
 
 
-def resume_wandb_run(ckpt_path: str | None) -> str | None:
-    """The W&B run id stored in the checkpoint a run resumes from, if any."""
+def load_fitting_checkpoint(ckpt_path: str | None, model: L.LightningModule) -> dict:
+    """The checkpoint a run resumes from or tests ({} without one), checked to fit the run's
+    model before any logger touches the run's folder: one of another experiment would fail
+    only in `trainer.fit`, after the CSV logger had emptied the earlier curves."""
     if not ckpt_path:
-        return None
-    if not Path(ckpt_path).is_file():
+        return {}
+    path = Path(ckpt_path)
+    if not path.is_file():
         raise FileNotFoundError(f"ckpt_path={ckpt_path} does not exist")
-    return load_torch_file(Path(ckpt_path), "a checkpoint").get("wandb_run_id")
+    checkpoint = load_torch_file(path, "a checkpoint")
+    if "state_dict" not in checkpoint:
+        raise ValueError(f"ckpt_path={path} is not a Lightning checkpoint (it has no state_dict)")
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:
+        trained = checkpoint.get("hyper_parameters", {}).get("config", {}).get("_target_")
+        raise ValueError(
+            f"ckpt_path={path} holds a {trained or 'model'} that does not fit this run's "
+            f"{type(model).__name__} ({state_dict_mismatch(error)}): give the overrides it "
+            "was trained with (experiment=..., model widths)"
+        ) from None
+    return checkpoint
+
+
+def batches_trained(checkpoint: dict) -> int | None:
+    """The training batches a checkpoint has run: the `step` of the CSV logger's rows (a
+    GAN's global_step counts two optimiser steps per batch)."""
+    loop = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.state_dict", {})
+    return loop.get("_batches_that_stepped")
+
+
+def continue_csv_curves(loggers: list[Logger], last_step: int | None) -> None:
+    """Lightning's CSVLogger empties the `metrics.csv` of the folder it logs into: a run from a
+    checkpoint in the same folder keeps the earlier rows instead (those up to `last_step`,
+    where training goes on from; all of them for a test)."""
+    for logger in loggers:
+        path = Path(logger.log_dir) / "metrics.csv" if isinstance(logger, CSVLogger) else None
+        if path is None or not path.is_file():
+            continue
+        with path.open(newline="") as handle:
+            rows = [
+                row
+                for row in csv.DictReader(handle)
+                if last_step is None or int(row["step"]) <= last_step
+            ]
+        writer = logger.experiment  # its creation empties the file
+        for row in rows:
+            values = {key: value for key, value in row.items() if value and key != "step"}
+            writer.log_metrics(values, int(row["step"]))
+        writer.save()
 
 
 @rank_zero_only
@@ -144,10 +192,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = instantiate_group(cfg.get("callbacks"))
     if cfg.train:
         check_monitored_keys(model, callbacks, cfg.get("optimized_metric"))
+    checkpoint = load_fitting_checkpoint(cfg.get("ckpt_path"), model)
     keep_wandb_files_in(Path(cfg.paths.output_dir))
-    loggers: list[Logger] = instantiate_group(
-        cfg.get("logger"), resume_wandb_run(cfg.get("ckpt_path"))
-    )
+    loggers: list[Logger] = instantiate_group(cfg.get("logger"), checkpoint.get("wandb_run_id"))
+    if checkpoint:
+        continue_csv_curves(loggers, batches_trained(checkpoint) if cfg.train else None)
+    del checkpoint  # trainer.fit and trainer.test load it again
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     if str(trainer.precision).startswith("bf16") and (
         reason := slow_bf16(trainer.strategy.root_device)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 
@@ -314,3 +315,53 @@ def test_an_earlier_runs_metrics_are_set_aside_before_a_rerun(tmp_path):
         train(tiny_config(tmp_path, ["train=false"]))
     assert not (tmp_path / "metrics.json").exists()
     assert (tmp_path / "metrics.earlier.json").read_text() == earlier
+
+
+def test_wandb_tags_name_the_task_data_and_mask_then_the_configs_tags(monkeypatch):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    from inpaint.config import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(
+            "train", ["experiment=ipn", "tags=[ipn,table1,mine]"], return_hydra_config=True
+        )
+    hydra_config = HydraConfig.instance()
+    monkeypatch.setattr(hydra_config, "cfg", None)  # the running job's, as a run sets it
+    hydra_config.set_config(cfg)
+    tags = ["ipn", "data=samples", "mask=blind", "table1", "mine"]
+    assert list(cfg.logger.wandb.tags) == tags
+
+
+def test_resuming_in_place_keeps_the_earlier_curves(tmp_path):
+    """Lightning's CSVLogger empties metrics.csv; a resume in place keeps the rows up to its
+    checkpoint (a GAN: its batches, half its global_step) and drops those logged after it."""
+    run = tmp_path / "run"
+    tiny = ["experiment=ipn", "logger=csv"]
+    train(tiny_config(run, [*tiny, "trainer.max_epochs=2"], model="ipn"))
+    curves = run / "csv" / "metrics.csv"
+    last = run / "checkpoints" / "last.ckpt"
+    batches = torch.load(last, weights_only=False)["global_step"] // 2
+    with curves.open(newline="") as handle:
+        earlier = list(csv.DictReader(handle))
+    after_checkpoint = {**earlier[-1], "step": str(batches + 1), "epoch": "2"}
+    with curves.open("a", newline="") as handle:  # as a run killed after its checkpoint leaves
+        csv.DictWriter(handle, fieldnames=list(earlier[0])).writerow(after_checkpoint)
+    train(tiny_config(run, [*tiny, f"ckpt_path={last}", "trainer.max_epochs=3"], model="ipn"))
+    with curves.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["step"] for row in rows[: len(earlier)]] == [row["step"] for row in earlier]
+    assert [row["epoch"] for row in rows[len(earlier) :] if row["val/l1"]] == ["2"]
+    assert [int(row["step"]) for row in rows].count(batches + 1) == 1  # the resumed run's own
+
+
+def test_a_checkpoint_of_another_model_is_refused_before_the_run_folder_is_touched(tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config(run, ["logger=csv"]))  # a U-Net
+    curves = (run / "csv" / "metrics.csv").read_text()
+    last = run / "checkpoints" / "last.ckpt"
+    resume = tiny_config(run, ["experiment=ipn", "logger=csv", f"ckpt_path={last}"], model="ipn")
+    with pytest.raises(ValueError, match=r"holds a .*UNetInpainter that does not fit this run's "):
+        train(resume)
+    assert (run / "csv" / "metrics.csv").read_text() == curves
