@@ -39,10 +39,11 @@ class SampleGrids(Callback):
         grid = image_grid(list(preview.values()), self.rows).permute(1, 2, 0).numpy()
         write_image(self.dirpath / name, grid)
         caption = " | ".join(preview)
+        # The step Lightning logs the same epoch's metrics at: batches, where a GAN's
+        # global_step counts two optimiser steps per batch.
+        step = trainer.fit_loop.epoch_loop._batches_that_stepped
         for logger in wandb_loggers(trainer):
-            logger.log_image(
-                f"{stage}/samples", [to_uint8(grid)], step=trainer.global_step, caption=[caption]
-            )
+            logger.log_image(f"{stage}/samples", [to_uint8(grid)], step=step, caption=[caption])
 
     def on_validation_epoch_end(self, trainer: Trainer, module: LightningModule) -> None:
         if not trainer.sanity_checking:

@@ -365,3 +365,37 @@ def test_a_checkpoint_of_another_model_is_refused_before_the_run_folder_is_touch
     with pytest.raises(ValueError, match=r"holds a .*UNetInpainter that does not fit this run's "):
         train(resume)
     assert (run / "csv" / "metrics.csv").read_text() == curves
+
+
+def test_wandb_sample_panels_sit_at_the_step_of_their_epochs_metrics(tmp_path, monkeypatch):
+    """A GAN's global_step counts two optimiser steps per batch; Lightning logs metrics by
+    batch: each validation's picture must sit beside its own metrics on the W&B step axis."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    from inpaint.callbacks import SampleGrids
+
+    logged: dict[str, list] = {"val/samples": [], "val/psnr": []}
+    log_metrics = WandbLogger.log_metrics
+
+    def recording(self, metrics, step=None):
+        for key in set(logged) & set(metrics):
+            logged[key].append(step)
+        log_metrics(self, metrics, step)
+
+    monkeypatch.setattr(WandbLogger, "log_metrics", recording)
+    for variable in ("WANDB_CACHE_DIR", "WANDB_DATA_DIR"):  # W&B's staged files: not in $HOME
+        monkeypatch.setenv(variable, str(tmp_path / "wandb"))
+    cfg = tiny_config(tmp_path, ["experiment=ipn"], model="ipn")
+    model = instantiate(cfg.model, _convert_="all")
+    logger = WandbLogger(save_dir=str(tmp_path), offline=True)
+    trainer = instantiate(
+        cfg.trainer,
+        max_epochs=2,
+        logger=logger,
+        callbacks=[SampleGrids(str(tmp_path / "samples"))],
+        enable_checkpointing=False,
+    )
+    trainer.fit(model, instantiate(cfg.data, mask=instantiate(cfg.mask)))
+    logger.experiment.finish()
+    assert trainer.global_step == 2 * 2 * 2  # two epochs of two batches, two steps each
+    assert len(logged["val/psnr"]) == 2 and logged["val/samples"] == logged["val/psnr"]
