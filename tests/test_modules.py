@@ -97,6 +97,13 @@ def test_one_step_under_bf16_mixed_on_cpu(experiment):
     )
 
 
+@pytest.mark.parametrize("precision", ["64-true", "bf16-true"])
+def test_a_gan_refuses_a_precision_its_discriminator_cannot_take(precision):
+    model, datamodule = build("ipn")
+    with pytest.raises(ValueError, match=f"trainer.precision={precision}: IPNModule trains in"):
+        trainer(precision=precision).fit(model, datamodule)
+
+
 def test_edge_and_inpainting_modules_use_their_paper_optimisers():
     epn, _ = build("epn")
     g_opt, d_opt = epn.configure_optimizers()

@@ -71,6 +71,18 @@ class GANModule(InpaintingModule):
         self.adversarial_start_epoch = adversarial_start_epoch
         self.gradient_clip_val = gradient_clip_val
 
+    # The discriminators compute in fp32, under autocast too: weights of another dtype
+    # ("64", "bf16-true", "16-true") fail at the first step on a dtype mismatch.
+    PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if str(self.trainer.precision) not in self.PRECISIONS:
+            raise ValueError(
+                f"trainer.precision={self.trainer.precision}: {type(self).__name__} trains in "
+                f"one of {', '.join(self.PRECISIONS)}"
+            )
+
     def generate(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
