@@ -209,3 +209,18 @@ def test_an_edge_model_without_edges_in_its_data_is_refused_before_its_first_ste
 def test_an_unknown_adversarial_loss_names_its_key(tmp_path, key):
     with pytest.raises(InstantiationException, match=f"model.{key} must be one of"):
         blind_model(tmp_path, [f"model.{key}=wgan"])
+
+
+def test_resuming_with_other_stages_frozen_is_refused_by_name(tmp_path):
+    """The optimisers' state holds one parameter group per trained stage."""
+    cfg = tiny_config(tmp_path / "run", ["experiment=blind", "~logger"], model="blind")
+    train(cfg)
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    resume = ["experiment=blind", "~logger", f"ckpt_path={last}", "trainer.max_epochs=2"]
+    frozen = tiny_config(tmp_path / "run", [*resume, "model.freeze=[mpn]"], model="blind")
+    with pytest.raises(
+        ValueError, match=r"trained with model.freeze=\[\], this run has .*\['mpn'\]"
+    ):
+        train(frozen)
+    tested = [*resume, "train=false", "model.freeze=[mpn]"]
+    assert "test/psnr" in train(tiny_config(tmp_path / "run", tested, model="blind"))

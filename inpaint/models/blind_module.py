@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 from torch.nn import functional as F
 
@@ -145,6 +146,18 @@ class BlindInpainter(GANModule):
         for module in self._frozen_modules():
             module.requires_grad_(False)
             module.eval()  # Lightning keeps each submodule's mode through fit
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Resumed training restores the optimisers, which hold a parameter group per trained
+        stage: a checkpoint trained with other stages frozen cannot go on (testing it can)."""
+        trained = checkpoint.get("hyper_parameters", {}).get("freeze", ())
+        trained = [trained] if isinstance(trained, str) else list(trained)
+        fitting = self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING
+        if fitting and set(trained) != set(self.frozen):
+            raise ValueError(
+                f"the checkpoint was trained with model.freeze={trained}, this run has "
+                f"model.freeze={list(self.frozen)}: resume it with model.freeze={trained}"
+            )
 
     def _frozen_modules(self) -> list[nn.Module]:
         networks = (self.generator, self.discriminator)
