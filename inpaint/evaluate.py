@@ -305,13 +305,18 @@ def panel_row(
     return row | {"ground truth": _tensor(sample.image)}
 
 
+# Letterbox margins: pale blue, a colour no mask column shows (white there is a hole).
+MARGIN = (0.8, 0.9, 1.0)
+
+
 def letterbox(image: torch.Tensor, side: int) -> torch.Tensor:
-    """Fit (1, C, H, W) into a white side x side tile, keeping its aspect ratio."""
+    """Fit (1, C, H, W) into a side x side RGB tile with MARGIN around it, keeping its
+    aspect ratio."""
     height, width = image.shape[-2:]
     scale = side / max(height, width)
     size = (max(1, round(height * scale)), max(1, round(width * scale)))
     resized = F.interpolate(image, size=size, mode="bilinear", align_corners=False)
-    tile = torch.ones(1, image.shape[1], side, side)
+    tile = torch.tensor(MARGIN).view(1, 3, 1, 1).repeat(1, 1, side, side)
     top, left = (side - size[0]) // 2, (side - size[1]) // 2
     tile[..., top : top + size[0], left : left + size[1]] = resized
     return tile

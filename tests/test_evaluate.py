@@ -476,3 +476,15 @@ def test_baselines_paint_every_pixel_a_grey_mask_touches(name):
     assert np.array_equal(painted[mask == 0], damaged[mask == 0])
     # the whole hole, grey band included, is painted from its smooth surroundings
     assert np.abs(painted - image)[mask > 0].max() < 0.1
+
+
+def test_letterbox_margins_are_not_a_hole_in_a_mask_column():
+    from inpaint.evaluate import MARGIN, letterbox
+
+    intact = torch.zeros(1, 1, 32, 64)  # a mask with no hole, twice as wide as high
+    tile = letterbox(intact, 64)
+    assert tile.shape == (1, 3, 64, 64)
+    assert torch.equal(tile[..., 16:48, :], torch.zeros(1, 3, 32, 64))  # the mask, all intact
+    margin = torch.cat([tile[..., :16, :], tile[..., 48:, :]], dim=-2)
+    assert torch.equal(margin, torch.tensor(MARGIN).view(1, 3, 1, 1).expand_as(margin))
+    assert not torch.equal(margin[:, 0], margin[:, 2])  # not grey: no mask value
