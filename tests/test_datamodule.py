@@ -190,6 +190,15 @@ def test_training_epoch_visits_every_image(folder):
     assert seen == tags
 
 
+def test_a_training_epoch_shorter_than_the_image_list_draws_from_every_image(folder):
+    dataset = folder_module(folder, train_length=2).dataset("train")
+    tags = {int(Path(n).stem[-1]) for n in dataset.images.names}
+    assert len(dataset) == 2 < len(tags) == 6
+    torch.manual_seed(0)
+    seen = {locate_crop(hwc(dataset[index % 2]["image"]))[0] for index in range(40)}
+    assert seen == tags  # seeded: 40 draws from 6 images miss none with probability 0.996
+
+
 def test_training_crops_are_random_and_sometimes_flipped(folder):
     module = folder_module(folder)
     dataset = module.dataset("train")

@@ -14,7 +14,9 @@ class InpaintDataModule(LightningDataModule):
     """Builds train/val/test InpaintingDatasets from `source.split(name)`.
 
     `train_length` / `eval_length` fix the number of crops per epoch for sources with few,
-    large images (the embedded photos); left empty, every image is one sample.
+    large images (the embedded photos); left empty, every image is one sample. Shorter than
+    the image list, a training epoch draws its images at random from all of them, and
+    validation and test take the first `eval_length`.
     `edges` adds Canny edges to each batch: in the loader workers (method "opencv") or on
     the training device after transfer (method "kornia").
     """

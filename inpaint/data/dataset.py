@@ -77,9 +77,17 @@ class InpaintingDataset(Dataset):
         pipeline.set_random_seed(int(rng.integers(0, 2**31)))
         return pipeline(image=image)["image"]
 
+    def _image_index(self, index: int, rng: np.random.Generator) -> int:
+        """Sample i crops image i (cycling), but a training epoch shorter than the image list
+        draws its images at random: by index alone, all past the first `length` would never
+        be trained on."""
+        if self.train and self.length < len(self.images):
+            return int(rng.integers(0, len(self.images)))
+        return index % len(self.images)
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = self._rng(index)
-        image = self._transform(self.crop, self.images[index % len(self.images)], rng)
+        image = self._transform(self.crop, self.images[self._image_index(index, rng)], rng)
         if self.flip is not None:
             image = self._transform(self.flip, image, rng)
         mask = self.mask(rng, self.size, self.size)

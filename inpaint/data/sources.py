@@ -55,7 +55,8 @@ class ArrayImages(Sequence):
 
 
 class FileImages(Sequence):
-    """Image files read on demand; unreadable files are dropped once, with one warning."""
+    """Image files read on demand. Files whose header is unreadable are dropped once, with
+    one warning; one that fails to decode later is replaced by the next, warning each time."""
 
     def __init__(self, paths: Sequence[Path], description: str, center_crop: int | None = None):
         paths = list(paths)
