@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import nbformat
 from nbclient import NotebookClient
 
@@ -10,6 +13,7 @@ from tests.conftest import ROOT
 
 def test_demo_notebook_executes_and_shows_its_pictures(tmp_path):
     notebook = nbformat.read(ROOT / "notebooks" / "demo.ipynb", as_version=4)
+    scratch = set(Path(tempfile.gettempdir()).glob("inpaint_demo_*"))
     NotebookClient(
         notebook,
         timeout=300,
@@ -21,3 +25,4 @@ def test_demo_notebook_executes_and_shows_its_pictures(tmp_path):
     assert not errors
     pictures = [o for cell in code for o in cell.outputs if "image/png" in o.get("data", {})]
     assert len(pictures) == 2  # the mask families and the side-by-side comparison
+    assert set(Path(tempfile.gettempdir()).glob("inpaint_demo_*")) <= scratch  # none left
