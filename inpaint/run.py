@@ -33,9 +33,11 @@ def sweep_name() -> str | None:
 
 
 OmegaConf.register_new_resolver("sweep_name", sweep_name, replace=True)
-# The items of several lists, each once, in order (W&B tags from several config keys).
+# The items of several lists (null: none), each once, in order: W&B tags from several keys.
 OmegaConf.register_new_resolver(
-    "unique", lambda *lists: list(dict.fromkeys(i for items in lists for i in items)), replace=True
+    "unique",
+    lambda *lists: list(dict.fromkeys(i for items in lists for i in items or [])),
+    replace=True,
 )
 
 

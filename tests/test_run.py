@@ -332,6 +332,8 @@ def test_wandb_tags_name_the_task_data_and_mask_then_the_configs_tags(monkeypatc
     hydra_config.set_config(cfg)
     tags = ["ipn", "data=samples", "mask=blind", "table1", "mine"]
     assert list(cfg.logger.wandb.tags) == tags
+    cfg.tags = None
+    assert list(cfg.logger.wandb.tags) == tags[:3]
 
 
 def test_resuming_in_place_keeps_the_earlier_curves(tmp_path):
