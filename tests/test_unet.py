@@ -96,3 +96,19 @@ def test_configured_scheduler_decays_the_rate_each_epoch():
     datamodule = instantiate(cfg.data, mask=instantiate(cfg.mask))
     quiet_trainer(max_epochs=2, limit_val_batches=0).fit(module, datamodule)
     assert module.optimizers().param_groups[0]["lr"] == pytest.approx(0.25e-3)
+
+
+def test_a_scheduler_that_watches_a_metric_is_given_the_configured_one():
+    """conf/model/unet.yaml's example, watching the damaged input's PSNR: it never improves,
+    so with no patience the rate halves after every epoch but the first."""
+    plateau = "{_target_:torch.optim.lr_scheduler.ReduceLROnPlateau,_partial_:true,mode:max}"
+    overrides = [f"model.scheduler={plateau}", "model.scheduler_monitor=val/psnr_input"]
+    overrides += ["+model.scheduler.patience=0", "+model.scheduler.factor=0.5"]
+    cfg = compose_config(
+        "train", ["experiment=unet_lines", "debug=fast", "data.image_size=16", *overrides]
+    )
+    module = instantiate(cfg.model, _convert_="all")
+    quiet_trainer(max_epochs=3, limit_val_batches=1).fit(
+        module, instantiate(cfg.data, mask=instantiate(cfg.mask))
+    )
+    assert module.optimizers().param_groups[0]["lr"] == pytest.approx(cfg.model.optimizer.lr / 4)

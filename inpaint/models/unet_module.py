@@ -19,7 +19,8 @@ class UNetInpainter(InpaintingModule):
     The paper's U-Net sees the damaged image alone and must find the damage itself;
     `mask_input=true` also gives it the mask as a fourth channel (a network with
     `in_channels=4`), as the classical baselines are given it. `scheduler`, when set, is a
-    partial learning-rate scheduler stepped once per epoch.
+    partial learning-rate scheduler stepped once per epoch; `scheduler_monitor` names the
+    metric one that watches a metric (ReduceLROnPlateau) is given.
     Validation and test report the same metrics for the damaged input (suffix `_input`).
     """
 
@@ -32,6 +33,7 @@ class UNetInpainter(InpaintingModule):
         loss: str = "mse",
         mask_input: bool = False,
         scheduler: Callable | None = None,
+        scheduler_monitor: str | None = None,
     ):
         super().__init__({"image": ImageMetrics, "image_input": ImageMetrics})
         if loss not in LOSSES:
@@ -46,7 +48,7 @@ class UNetInpainter(InpaintingModule):
         self.save_hyperparameters(logger=False, ignore=["net", "optimizer", "scheduler"])
         self.net, self.optimizer, self.scheduler = net, optimizer, scheduler
         self.loss_fn = LOSSES[loss]
-        self.mask_input = mask_input
+        self.mask_input, self.scheduler_monitor = mask_input, scheduler_monitor
 
     def forward(self, damaged: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if not self.mask_input:
@@ -76,4 +78,7 @@ class UNetInpainter(InpaintingModule):
         optimizer = self.optimizer(params=self.parameters())
         if self.scheduler is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler(optimizer=optimizer)}
+        scheduler = {"scheduler": self.scheduler(optimizer=optimizer)}
+        if self.scheduler_monitor:
+            scheduler["monitor"] = self.scheduler_monitor
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
