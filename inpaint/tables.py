@@ -21,6 +21,7 @@ from pathlib import Path
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from omegaconf import OmegaConf
 
 # What each experiment's row reports: (row label, PSNR key, SSIM key).
@@ -42,10 +43,11 @@ PAPER = {
 }
 
 
-# Overrides that pick a table cell's column (data) or a repeat of it (seed). The row is the
-# job's task_name; `experiment=` stays among the settings compared, so two experiment files
-# of one task (a variant that inherits it) are not averaged as seeds of one setting.
-CELL_KEYS = {"data", "seed"}
+# Overrides that make no other setting: a table cell's column (data), a repeat of it (seed),
+# a resume (ckpt_path). The row is the job's task_name; `experiment=` stays among the
+# settings compared, so two experiment files of one task (a variant that inherits it) are
+# not averaged as seeds of one setting.
+NOT_SETTINGS = {"data", "seed", "ckpt_path"}
 
 
 @dataclass
@@ -60,8 +62,8 @@ class Job:
 
 
 def other_settings(overrides: list[str]) -> tuple[str, ...]:
-    """A job's overrides but those of CELL_KEYS (`seed=1`, `+data=x`, `~seed` alike)."""
-    return tuple(sorted(o for o in overrides if o.split("=")[0].lstrip("+~") not in CELL_KEYS))
+    """A job's overrides but those of NOT_SETTINGS (`seed=1`, `+data=x`, `~seed` alike)."""
+    return tuple(sorted(o for o in overrides if o.split("=")[0].lstrip("+~") not in NOT_SETTINGS))
 
 
 @dataclass
@@ -117,17 +119,28 @@ def read_metrics(path: Path) -> dict[str, float] | None:
 
 def jobs_without_folder(multirun: Path, jobs: list[Job]) -> list[str]:
     """The overrides of each job that the sweep's `multirun.yaml` asked for and no folder
-    holds. Only a basic sweep's jobs can be listed (not an Optuna search's)."""
+    holds (a job resumed in place holds more: `ckpt_path`). Only a basic sweep's jobs can be
+    listed: not an Optuna search's, nor a sweep over `glob(...)`, which needs the configs."""
     path = multirun / "multirun.yaml"
     if not path.is_file():
         return []
     hydra = OmegaConf.load(path).hydra
     if not str(hydra.sweeper.get("_target_", "")).endswith("BasicSweeper"):
         return []
-    parsed = OverridesParser.create().parse_overrides([str(o) for o in hydra.overrides.task])
-    planned = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
-    present = {job.overrides for job in jobs}
-    return [" ".join(job) for job in planned if tuple(job) not in present]
+    # As the basic sweeper reads them: its config's params first, then the command line's,
+    # ${...} kept as written (the job folders hold them unresolved).
+    params = hydra.sweeper.get("params")
+    params = OmegaConf.to_container(params, resolve=False) if params else {}
+    given = OmegaConf.to_container(hydra.overrides.task, resolve=False)
+    try:
+        parsed = OverridesParser.create().parse_overrides(
+            [f"{key}={value}" for key, value in params.items()] + [str(o) for o in given]
+        )
+        planned = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+    except HydraException:
+        return []
+    held = [set(job.overrides) for job in jobs]
+    return [" ".join(job) for job in planned if not any(set(job) <= h for h in held)]
 
 
 def check_repeats(jobs: list[Job]) -> None:

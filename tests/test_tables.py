@@ -254,3 +254,40 @@ def test_an_unreadable_metrics_file_is_named(tmp_path):
     with pytest.raises(ValueError, match=r"sweep/0/metrics.json is not a JSON object"):
         tables.main([str(sweep), "--output", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
+
+
+def fake_multirun(root, task, params=None):
+    """The part of a basic sweep's multirun.yaml that inpaint.tables reads."""
+    sweeper = {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"}
+    hydra = {"sweeper": {**sweeper, "params": params}, "overrides": {"task": task}}
+    OmegaConf.save({"hydra": hydra}, root / "multirun.yaml")
+
+
+JOB_OVERRIDES = {  # how a seed's job folder holds its overrides
+    "plain": lambda seed: None,
+    # resumed in place: ckpt_path too
+    "resumed": lambda seed: ["experiment=epn", f"seed={seed}", "ckpt_path=/run/last.ckpt"],
+    # ${...} given on the command line: escaped in the job folders
+    "interpolation": lambda seed: ["experiment=epn", "lr=$\\{g.lr\\}", f"seed={seed}"],
+}
+
+
+@pytest.mark.parametrize(
+    "task, params, held, missing",
+    [
+        # seeds from a config's hydra.sweeper.params, one of them never started
+        (["experiment=epn"], {"seed": "1,2,3,4,5"}, "plain", ["seed=5 experiment=epn"]),
+        (["experiment=epn", "seed=1,2,3,4"], None, "resumed", []),
+        (["experiment=epn", "lr=${g.lr}", "seed=1,2,3,4"], None, "interpolation", []),
+        # glob(...) needs the configs to expand: not listed, and no error
+        (["experiment=epn", "data=glob(sa*)", "seed=1,2,3,4"], None, "plain", []),
+    ],
+)
+def test_jobs_without_folder_as_the_basic_sweeper_plans_them(tmp_path, task, params, held, missing):
+    sweep = epn_sweep(tmp_path / "sweep", JOB_OVERRIDES[held])
+    fake_multirun(sweep, task, params)
+    written = tables.main([str(sweep), "--output", str(tmp_path / "out")])
+    notes = [
+        line for line in written["markdown"].read_text().split("\n") if "no job folder" in line
+    ]
+    assert [note.split(": ", 1)[1] for note in notes] == missing
