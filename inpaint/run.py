@@ -33,12 +33,16 @@ def sweep_name() -> str | None:
 
 
 OmegaConf.register_new_resolver("sweep_name", sweep_name, replace=True)
-# The items of several lists (null: none), each once, in order: W&B tags from several keys.
-OmegaConf.register_new_resolver(
-    "unique",
-    lambda *lists: list(dict.fromkeys(i for items in lists for i in items or [])),
-    replace=True,
-)
+
+
+def unique(*lists) -> list:
+    """The items of several lists, each once, in order (W&B tags from several keys); a
+    string is one item, null none."""
+    items = [[entry] if isinstance(entry, str) else entry or [] for entry in lists]
+    return list(dict.fromkeys(item for entries in items for item in entries))
+
+
+OmegaConf.register_new_resolver("unique", unique, replace=True)
 
 
 def instantiate_group(group: DictConfig | None, wandb_run_id: str | None = None) -> list:
@@ -96,6 +100,10 @@ def load_fitting_checkpoint(ckpt_path: str | None, model: L.LightningModule) -> 
     return checkpoint
 
 
+def tested(row: dict[str, str]) -> bool:
+    return any(value and key.startswith("test/") for key, value in row.items())
+
+
 def batches_trained(checkpoint: dict) -> int | None:
     """The training batches a checkpoint has run: the `step` of the CSV logger's rows (a
     GAN's global_step counts two optimiser steps per batch)."""
@@ -105,8 +113,8 @@ def batches_trained(checkpoint: dict) -> int | None:
 
 def continue_csv_curves(loggers: list[Logger], last_step: int | None) -> None:
     """Lightning's CSVLogger empties the `metrics.csv` of the folder it logs into: a run from a
-    checkpoint in the same folder keeps the earlier rows instead (those up to `last_step`,
-    where training goes on from; all of them for a test)."""
+    checkpoint in the same folder keeps the earlier rows instead. Training goes on from
+    `last_step`: the rows after it, and the earlier test's, are dropped. A test keeps all."""
     for logger in loggers:
         path = Path(logger.log_dir) / "metrics.csv" if isinstance(logger, CSVLogger) else None
         if path is None or not path.is_file():
@@ -115,7 +123,7 @@ def continue_csv_curves(loggers: list[Logger], last_step: int | None) -> None:
             rows = [
                 row
                 for row in csv.DictReader(handle)
-                if last_step is None or int(row["step"]) <= last_step
+                if last_step is None or (int(row["step"]) <= last_step and not tested(row))
             ]
         writer = logger.experiment  # its creation empties the file
         for row in rows:
@@ -131,6 +139,7 @@ def write_metrics(path: Path, metrics: dict[str, float]) -> None:
     log.info("test metrics written to %s", path)
 
 
+@rank_zero_only
 def set_aside_earlier_metrics(output_dir: Path) -> None:
     """A run into a folder that holds an earlier run's `metrics.json` (a rerun, a resume in
     place) must not leave those numbers to pass for its own if it stops before testing."""
@@ -180,7 +189,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
     Writes the test metrics to `metrics.json`; returns them with the metrics logged at the
     end of training (the last validation's), for sweepers that optimise a validation metric.
     """
-    set_aside_earlier_metrics(Path(cfg.paths.output_dir))
     if not cfg.train and not cfg.get("ckpt_path"):
         raise ValueError("train=false tests a trained model: give ckpt_path=CKPT")
     L.seed_everything(cfg.seed, workers=True)
@@ -195,6 +203,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.train:
         check_monitored_keys(model, callbacks, cfg.get("optimized_metric"))
     checkpoint = load_fitting_checkpoint(cfg.get("ckpt_path"), model)
+    set_aside_earlier_metrics(Path(cfg.paths.output_dir))  # the checks passed: the run starts
     keep_wandb_files_in(Path(cfg.paths.output_dir))
     loggers: list[Logger] = instantiate_group(cfg.get("logger"), checkpoint.get("wandb_run_id"))
     if checkpoint:

@@ -311,8 +311,8 @@ def test_an_earlier_runs_metrics_are_set_aside_before_a_rerun(tmp_path):
     (inpaint.tables would count the job as a success)."""
     earlier = '{"test/psnr": 30.0}\n'
     (tmp_path / "metrics.json").write_text(earlier)
-    with pytest.raises(ValueError, match="train=false"):
-        train(tiny_config(tmp_path, ["train=false"]))
+    with pytest.raises(ValueError, match="Invalid learning rate"):
+        train(tiny_config(tmp_path, ["model.optimizer.lr=-1", "~logger"]))
     assert not (tmp_path / "metrics.json").exists()
     assert (tmp_path / "metrics.earlier.json").read_text() == earlier
 
@@ -334,6 +334,8 @@ def test_wandb_tags_name_the_task_data_and_mask_then_the_configs_tags(monkeypatc
     assert list(cfg.logger.wandb.tags) == tags
     cfg.tags = None
     assert list(cfg.logger.wandb.tags) == tags[:3]
+    cfg.tags = "mine"  # tags=mine on the command line: one tag, not four letters
+    assert list(cfg.logger.wandb.tags) == [*tags[:3], "mine"]
 
 
 def test_resuming_in_place_keeps_the_earlier_curves(tmp_path):
@@ -353,9 +355,11 @@ def test_resuming_in_place_keeps_the_earlier_curves(tmp_path):
     train(tiny_config(run, [*tiny, f"ckpt_path={last}", "trainer.max_epochs=3"], model="ipn"))
     with curves.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert [row["step"] for row in rows[: len(earlier)]] == [row["step"] for row in earlier]
-    assert [row["epoch"] for row in rows[len(earlier) :] if row["val/l1"]] == ["2"]
+    trained = [row["step"] for row in earlier if not row["test/l1"]]
+    assert [row["step"] for row in rows[: len(trained)]] == trained
+    assert [row["epoch"] for row in rows[len(trained) :] if row["val/l1"]] == ["2"]
     assert [int(row["step"]) for row in rows].count(batches + 1) == 1  # the resumed run's own
+    assert [row["epoch"] for row in rows if row["test/l1"]] == ["3"]  # the earlier test's: gone
 
 
 def test_a_checkpoint_of_another_model_is_refused_before_the_run_folder_is_touched(tmp_path):
@@ -367,6 +371,7 @@ def test_a_checkpoint_of_another_model_is_refused_before_the_run_folder_is_touch
     with pytest.raises(ValueError, match=r"holds a .*UNetInpainter that does not fit this run's "):
         train(resume)
     assert (run / "csv" / "metrics.csv").read_text() == curves
+    assert "test/psnr" in json.loads((run / "metrics.json").read_text())
 
 
 def test_wandb_sample_panels_sit_at_the_step_of_their_epochs_metrics(tmp_path, monkeypatch):
