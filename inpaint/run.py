@@ -6,6 +6,8 @@ import csv
 import json
 import logging
 import os
+import signal
+import sys
 from pathlib import Path
 
 import hydra
@@ -15,6 +17,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from inpaint.devices import slow_bf16
@@ -244,7 +247,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    metrics = train(cfg)
+    try:
+        metrics = train(cfg)
+    except SIGTERMException:
+        # Lightning stops on SIGTERM with a SystemExit of status 0: a scheduler, a shell's
+        # `&&` or a sweep would take the stopped run for a finished one.
+        last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+        log.error("stopped by SIGTERM; resume with ckpt_path=%s (if it exists)", last)
+        sys.exit(128 + signal.SIGTERM)
     return metrics.get(cfg.get("optimized_metric") or "")
 
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
+import subprocess
+import sys
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -15,7 +19,7 @@ from hydra.utils import instantiate
 from inpaint.config import compose_config, config_names
 from inpaint.data.images import is_readable_image, read_pixels, write_image
 from inpaint.run import check_monitored_keys, instantiate_group, train
-from tests.conftest import TINY_MODELS, run_module, scored_test_batches, tiny_config
+from tests.conftest import ROOT, TINY_MODELS, run_module, scored_test_batches, tiny_config
 
 
 @pytest.mark.parametrize("experiment", config_names("experiment"))
@@ -406,3 +410,27 @@ def test_wandb_sample_panels_sit_at_the_step_of_their_epochs_metrics(tmp_path, m
     logger.experiment.finish()
     assert trainer.global_step == 2 * 2 * 2  # two epochs of two batches, two steps each
     assert len(logged["val/psnr"]) == 2 and logged["val/samples"] == logged["val/psnr"]
+
+
+class SigtermAfterFirstBatch(L.Callback):
+    """Sends its own process SIGTERM, as a scheduler or `kill` does."""
+
+    def on_train_batch_end(self, *args):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_a_run_stopped_by_sigterm_exits_non_zero(tmp_path):
+    """Lightning ends a SIGTERM-stopped fit with exit status 0; a sweep or `make train && ...`
+    would take it for a finished run."""
+    stop = f"+callbacks.stop._target_={__name__}.SigtermAfterFirstBatch"
+    result = subprocess.run(
+        [sys.executable, "-m", "inpaint.run", "debug=fast", "data.image_size=32"]
+        + [*TINY_MODELS["unet"], stop, f"hydra.run.dir={tmp_path}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 128 + signal.SIGTERM, result.stderr[-2000:]
+    assert "stopped by SIGTERM; resume with ckpt_path=" in result.stdout + result.stderr
+    assert not (tmp_path / "metrics.json").exists()
