@@ -120,8 +120,10 @@ def _hwc(image: torch.Tensor) -> np.ndarray:
 
 
 class WandbRunId(Callback):
-    """Stores the W&B run id in every checkpoint; `inpaint.run` reads it back on resume."""
+    """Stores the W&B run id and group in every checkpoint; `inpaint.run` reads them back on
+    resume."""
 
     def on_save_checkpoint(self, trainer, module, checkpoint):
         for logger in wandb_loggers(trainer):
             checkpoint["wandb_run_id"] = logger.version
+            checkpoint["wandb_group"] = logger.experiment.group or None

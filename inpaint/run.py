@@ -48,10 +48,11 @@ def unique(*lists) -> list:
 OmegaConf.register_new_resolver("unique", unique, replace=True)
 
 
-def instantiate_group(group: DictConfig | None, wandb_run_id: str | None = None) -> list:
+def instantiate_group(group: DictConfig | None, wandb_run: dict | None = None) -> list:
     """Instantiate every entry of a config group that holds a `_target_` (callbacks, loggers).
 
-    A W&B logger given `wandb_run_id` continues that run instead of starting a new one.
+    A W&B logger given `wandb_run` (see `wandb_run_of`) continues that run instead of
+    starting a new one.
     """
     if not group:
         return []
@@ -59,11 +60,20 @@ def instantiate_group(group: DictConfig | None, wandb_run_id: str | None = None)
     for entry in group.values():
         if not (isinstance(entry, DictConfig) and "_target_" in entry):
             continue
-        resume = wandb_run_id and entry._target_.endswith("WandbLogger")
-        objects.append(
-            instantiate(entry, id=wandb_run_id, resume="allow") if resume else instantiate(entry)
-        )
+        resume = wandb_run and entry._target_.endswith("WandbLogger")
+        objects.append(instantiate(entry, **wandb_run) if resume else instantiate(entry))
     return objects
+
+
+def wandb_run_of(checkpoint: dict) -> dict | None:
+    """The W&B run a checkpoint was logged to, to continue it: its id, and its group, which a
+    sweep job resumed as a single run would otherwise lose."""
+    if not checkpoint.get("wandb_run_id"):
+        return None
+    group = checkpoint.get("wandb_group")
+    return {"id": checkpoint["wandb_run_id"], "resume": "allow"} | (
+        {"group": group} if group else {}
+    )
 
 
 _WANDB_DIRS_SET: dict[str, str] = {}  # what keep_wandb_files_in set, per variable
@@ -208,7 +218,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     checkpoint = load_fitting_checkpoint(cfg.get("ckpt_path"), model)
     set_aside_earlier_metrics(Path(cfg.paths.output_dir))  # the checks passed: the run starts
     keep_wandb_files_in(Path(cfg.paths.output_dir))
-    loggers: list[Logger] = instantiate_group(cfg.get("logger"), checkpoint.get("wandb_run_id"))
+    loggers: list[Logger] = instantiate_group(cfg.get("logger"), wandb_run_of(checkpoint))
     if checkpoint:
         continue_csv_curves(loggers, batches_trained(checkpoint) if cfg.train else None)
     del checkpoint  # trainer.fit and trainer.test load it again

@@ -205,6 +205,19 @@ def test_resuming_continues_the_same_wandb_run(tmp_path):
     assert second.name.rsplit("-", 1)[1] == run_id
 
 
+def test_a_sweep_job_resumed_in_place_keeps_its_wandb_group(tmp_path):
+    """Resumed as a single run (README), a sweep's job has no sweep name of its own."""
+    sweep = tmp_path / "a_sweep"
+    tiny = ["debug=fast", "logger=default", "data.image_size=32", *TINY_MODELS["unet"]]
+    run_module("inpaint.run", "-m", *tiny, "seed=1", f"hydra.sweep.dir={sweep}")
+    last = sweep / "0" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["wandb_group"] == "a_sweep"
+    resume = [f"ckpt_path={last}", "trainer.max_epochs=2", f"hydra.run.dir={sweep / '0'}"]
+    run_module("inpaint.run", *tiny, "seed=1", *resume)
+    resumed = torch.load(last, weights_only=False)
+    assert resumed["epoch"] == 1 and resumed["wandb_group"] == "a_sweep"  # read from W&B
+
+
 def test_unknown_loss_is_a_clear_error():
     cfg = compose_config("train", ["model.loss=huber"])
     with pytest.raises(InstantiationException, match="model.loss must be one of"):
