@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
@@ -15,14 +14,21 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from inpaint.devices import slow_bf16
 from inpaint.models.base import STAGES
-from inpaint.torch_files import load_torch_file, state_dict_mismatch
+from inpaint.resume import (
+    batches_trained,
+    continue_csv_curves,
+    load_fitting_checkpoint,
+    set_aside_earlier_metrics,
+    wandb_run_of,
+    warn_if_resumed_elsewhere,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,17 +71,6 @@ def instantiate_group(group: DictConfig | None, wandb_run: dict | None = None) -
     return objects
 
 
-def wandb_run_of(checkpoint: dict) -> dict | None:
-    """The W&B run a checkpoint was logged to, to continue it: its id, and its group, which a
-    sweep job resumed as a single run would otherwise lose."""
-    if not checkpoint.get("wandb_run_id"):
-        return None
-    group = checkpoint.get("wandb_group")
-    return {"id": checkpoint["wandb_run_id"], "resume": "allow"} | (
-        {"group": group} if group else {}
-    )
-
-
 _WANDB_DIRS_SET: dict[str, str] = {}  # what keep_wandb_files_in set, per variable
 
 
@@ -89,78 +84,11 @@ def keep_wandb_files_in(run_dir: Path) -> None:
             os.environ[variable] = _WANDB_DIRS_SET[variable] = str(run_dir / "wandb")
 
 
-def load_fitting_checkpoint(ckpt_path: str | None, model: L.LightningModule) -> dict:
-    """The checkpoint a run resumes from or tests ({} without one), checked to fit the run's
-    model before any logger touches the run's folder: one of another experiment would fail
-    only in `trainer.fit`, after the CSV logger had emptied the earlier curves."""
-    if not ckpt_path:
-        return {}
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ckpt_path={ckpt_path} does not exist")
-    checkpoint = load_torch_file(path, "a checkpoint")
-    if "state_dict" not in checkpoint:
-        raise ValueError(f"ckpt_path={path} is not a Lightning checkpoint (it has no state_dict)")
-    try:
-        model.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as error:
-        trained = checkpoint.get("hyper_parameters", {}).get("config", {}).get("_target_")
-        raise ValueError(
-            f"ckpt_path={path} holds a {trained or 'model'} that does not fit this run's "
-            f"{type(model).__name__} ({state_dict_mismatch(error)}): give the overrides it "
-            "was trained with (experiment=..., model widths)"
-        ) from None
-    return checkpoint
-
-
-def tested(row: dict[str, str]) -> bool:
-    return any(value and key.startswith("test/") for key, value in row.items())
-
-
-def batches_trained(checkpoint: dict) -> int | None:
-    """The training batches a checkpoint has run: the `step` of the CSV logger's rows (a
-    GAN's global_step counts two optimiser steps per batch)."""
-    loop = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.state_dict", {})
-    return loop.get("_batches_that_stepped")
-
-
-def continue_csv_curves(loggers: list[Logger], last_step: int | None) -> None:
-    """Lightning's CSVLogger empties the `metrics.csv` of the folder it logs into: a run from a
-    checkpoint in the same folder keeps the earlier rows instead. Training goes on from
-    `last_step`: the rows after it, and the earlier test's, are dropped. A test keeps all."""
-    for logger in loggers:
-        path = Path(logger.log_dir) / "metrics.csv" if isinstance(logger, CSVLogger) else None
-        if path is None or not path.is_file():
-            continue
-        with path.open(newline="") as handle:
-            rows = [
-                row
-                for row in csv.DictReader(handle)
-                if last_step is None or (int(row["step"]) <= last_step and not tested(row))
-            ]
-        writer = logger.experiment  # its creation empties the file
-        for row in rows:
-            values = {key: value for key, value in row.items() if value and key != "step"}
-            writer.log_metrics(values, int(row["step"]))
-        writer.save()
-
-
 @rank_zero_only
 def write_metrics(path: Path, metrics: dict[str, float]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     log.info("test metrics written to %s", path)
-
-
-@rank_zero_only
-def set_aside_earlier_metrics(output_dir: Path) -> None:
-    """A run into a folder that holds an earlier run's `metrics.json` (a rerun, a resume in
-    place) must not leave those numbers to pass for its own if it stops before testing."""
-    path = output_dir / "metrics.json"
-    if path.is_file():
-        earlier = path.with_name("metrics.earlier.json")
-        path.replace(earlier)
-        log.warning("%s held an earlier run's test metrics: moved to %s", path, earlier)
 
 
 def check_monitored_keys(model, callbacks: list, optimized_metric: str | None) -> None:
@@ -181,19 +109,6 @@ def check_monitored_keys(model, callbacks: list, optimized_metric: str | None) -
                 f"{where}={key!r}: {type(model).__name__}{mode} does not log it; "
                 f"it logs {sorted(logged)}"
             )
-
-
-def warn_if_resumed_elsewhere(ckpt_path: Path, output_dir: Path) -> None:
-    """Lightning restores the best checkpoint's score only in the directory it was saved to."""
-    run_dir = ckpt_path.resolve().parent.parent
-    if ckpt_path.resolve().parent.name == "checkpoints" and run_dir != output_dir.resolve():
-        log.warning(
-            "resuming %s into a new directory %s: the best checkpoint will be chosen among the "
-            "epochs run from here on; give hydra.run.dir=%s to continue that run in place",
-            ckpt_path,
-            output_dir,
-            run_dir,
-        )
 
 
 def train(cfg: DictConfig) -> dict[str, float]:

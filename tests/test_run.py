@@ -144,12 +144,12 @@ def test_resuming_in_place_keeps_the_earlier_best_and_elsewhere_warns(tmp_path, 
     train(tiny_config(run, [monitor, "trainer.max_epochs=2"]))
     last = run / "checkpoints" / "last.ckpt"
     resume = [monitor, f"ckpt_path={last}", "trainer.max_epochs=3"]
-    with caplog.at_level("WARNING", logger="inpaint.run"):
+    with caplog.at_level("WARNING", logger="inpaint.resume"):
         train(tiny_config(elsewhere, resume))
     assert f"give hydra.run.dir={run}" in caplog.text
     assert [p.name for p in (elsewhere / "checkpoints").glob("best-*")] == ["best-epoch002.ckpt"]
     caplog.clear()
-    with caplog.at_level("WARNING", logger="inpaint.run"):
+    with caplog.at_level("WARNING", logger="inpaint.resume"):
         train(tiny_config(run, resume))
     assert "new directory" not in caplog.text
     assert [p.name for p in (run / "checkpoints").glob("best-*")] == ["best-epoch000.ckpt"]

@@ -1,0 +1,107 @@
+"""Running again in a run's folder: from a checkpoint (it must fit the model; the CSV curves
+and the W&B run go on from it) or afresh (the earlier test metrics are set aside)."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.utilities import rank_zero_only
+
+from inpaint.torch_files import load_torch_file, state_dict_mismatch
+
+log = logging.getLogger(__name__)
+
+
+def load_fitting_checkpoint(ckpt_path: str | None, model: L.LightningModule) -> dict:
+    """The checkpoint a run resumes from or tests ({} without one), checked to fit the run's
+    model before any logger touches the run's folder: one of another experiment would fail
+    only in `trainer.fit`, after the CSV logger had emptied the earlier curves."""
+    if not ckpt_path:
+        return {}
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ckpt_path={ckpt_path} does not exist")
+    checkpoint = load_torch_file(path, "a checkpoint")
+    if "state_dict" not in checkpoint:
+        raise ValueError(f"ckpt_path={path} is not a Lightning checkpoint (it has no state_dict)")
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:
+        trained = checkpoint.get("hyper_parameters", {}).get("config", {}).get("_target_")
+        raise ValueError(
+            f"ckpt_path={path} holds a {trained or 'model'} that does not fit this run's "
+            f"{type(model).__name__} ({state_dict_mismatch(error)}): give the overrides it "
+            "was trained with (experiment=..., model widths)"
+        ) from None
+    return checkpoint
+
+
+def is_test_row(row: dict[str, str]) -> bool:
+    return any(value and key.startswith("test/") for key, value in row.items())
+
+
+def batches_trained(checkpoint: dict) -> int | None:
+    """The training batches a checkpoint has run: the `step` of the CSV logger's rows (a
+    GAN's global_step counts two optimiser steps per batch)."""
+    loop = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.state_dict", {})
+    return loop.get("_batches_that_stepped")
+
+
+def continue_csv_curves(loggers: list[Logger], last_step: int | None) -> None:
+    """Lightning's CSVLogger empties the `metrics.csv` of the folder it logs into: a run from a
+    checkpoint in the same folder keeps the earlier rows instead. Training goes on from
+    `last_step`: the rows after it, and the earlier test's, are dropped. A test keeps all."""
+    for logger in loggers:
+        path = Path(logger.log_dir) / "metrics.csv" if isinstance(logger, CSVLogger) else None
+        if path is None or not path.is_file():
+            continue
+        with path.open(newline="") as handle:
+            rows = [
+                row
+                for row in csv.DictReader(handle)
+                if last_step is None or (int(row["step"]) <= last_step and not is_test_row(row))
+            ]
+        writer = logger.experiment  # its creation empties the file
+        for row in rows:
+            values = {key: value for key, value in row.items() if value and key != "step"}
+            writer.log_metrics(values, int(row["step"]))
+        writer.save()
+
+
+def wandb_run_of(checkpoint: dict) -> dict | None:
+    """The W&B run a checkpoint was logged to, to continue it: its id, and its group, which a
+    sweep job resumed as a single run would otherwise lose."""
+    if not checkpoint.get("wandb_run_id"):
+        return None
+    group = checkpoint.get("wandb_group")
+    return {"id": checkpoint["wandb_run_id"], "resume": "allow"} | (
+        {"group": group} if group else {}
+    )
+
+
+@rank_zero_only
+def set_aside_earlier_metrics(output_dir: Path) -> None:
+    """A run into a folder that holds an earlier run's `metrics.json` (a rerun, a resume in
+    place) must not leave those numbers to pass for its own if it stops before testing."""
+    path = output_dir / "metrics.json"
+    if path.is_file():
+        earlier = path.with_name("metrics.earlier.json")
+        path.replace(earlier)
+        log.warning("%s held an earlier run's test metrics: moved to %s", path, earlier)
+
+
+def warn_if_resumed_elsewhere(ckpt_path: Path, output_dir: Path) -> None:
+    """Lightning restores the best checkpoint's score only in the directory it was saved to."""
+    run_dir = ckpt_path.resolve().parent.parent
+    if ckpt_path.resolve().parent.name == "checkpoints" and run_dir != output_dir.resolve():
+        log.warning(
+            "resuming %s into a new directory %s: the best checkpoint will be chosen among the "
+            "epochs run from here on; give hydra.run.dir=%s to continue that run in place",
+            ckpt_path,
+            output_dir,
+            run_dir,
+        )
