@@ -106,6 +106,7 @@ def test_tables_hold_the_jobs_numbers(multirun, tmp_path):
     markdown = written["markdown"].read_text()
     assert "## Table 2" in markdown and "| EPN+MPN |" in markdown and "samples PSNR" in markdown
     assert written["chart"].stat().st_size > 1000
+    assert "in neither table" not in markdown and "no job folder" not in markdown
 
 
 def test_a_failed_job_is_reported_not_dropped(multirun, tmp_path):
@@ -215,13 +216,17 @@ def test_a_job_folder_missing_from_the_sweep_is_listed(multirun, tmp_path):
     which jobs the sweep asked for."""
     copy = tmp_path / "copy"
     shutil.copytree(multirun, copy)
-    gone = " ".join(OmegaConf.load(copy / "3" / ".hydra" / "overrides.yaml"))
-    shutil.rmtree(copy / "3")
+    gone = []
+    for job in ("0", "3"):  # the first and the last
+        gone.append(" ".join(OmegaConf.load(copy / job / ".hydra" / "overrides.yaml")))
+        shutil.rmtree(copy / job)
     written = tables.main([str(copy), "--output", str(tmp_path / "out")])
     notes = [
         line for line in written["markdown"].read_text().split("\n") if "no job folder" in line
     ]
-    assert notes == [f"- no job folder (killed before it started, or still queued): {gone}"]
+    assert notes == [
+        f"- no job folder (killed before it started, or still queued): {g}" for g in gone
+    ]
 
 
 def test_two_experiment_files_of_one_task_are_not_averaged_as_seeds(tmp_path):
@@ -256,9 +261,12 @@ def test_an_unreadable_metrics_file_is_named(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def fake_multirun(root, task, params=None):
-    """The part of a basic sweep's multirun.yaml that inpaint.tables reads."""
-    sweeper = {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"}
+def fake_multirun(root, task, params=None, optuna=False):
+    """The part of a sweep's multirun.yaml that inpaint.tables reads."""
+    target = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+    if optuna:
+        target = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+    sweeper = {"_target_": target}
     hydra = {"sweeper": {**sweeper, "params": params}, "overrides": {"task": task}}
     OmegaConf.save({"hydra": hydra}, root / "multirun.yaml")
 
@@ -281,11 +289,15 @@ JOB_OVERRIDES = {  # how a seed's job folder holds its overrides
         (["experiment=epn", "lr=${g.lr}", "seed=1,2,3,4"], None, "interpolation", []),
         # glob(...) needs the configs to expand: not listed, and no error
         (["experiment=epn", "data=glob(sa*)", "seed=1,2,3,4"], None, "plain", []),
+        # an Optuna search's trials are not planned up front: not listed
+        (["experiment=epn"], {"seed": "range(1,9)"}, "plain", "optuna"),
     ],
 )
 def test_jobs_without_folder_as_the_basic_sweeper_plans_them(tmp_path, task, params, held, missing):
     sweep = epn_sweep(tmp_path / "sweep", JOB_OVERRIDES[held])
-    fake_multirun(sweep, task, params)
+    optuna = missing == "optuna"
+    fake_multirun(sweep, task, params, optuna)
+    missing = [] if optuna else missing
     written = tables.main([str(sweep), "--output", str(tmp_path / "out")])
     notes = [
         line for line in written["markdown"].read_text().split("\n") if "no job folder" in line
