@@ -447,3 +447,25 @@ def test_a_run_stopped_by_sigterm_exits_non_zero(tmp_path):
     assert result.returncode == 128 + signal.SIGTERM, result.stderr[-2000:]
     assert "stopped by SIGTERM; resume with ckpt_path=" in result.stdout + result.stderr
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_a_weights_file_is_not_taken_for_a_checkpoint(tmp_path):
+    weights = tmp_path / "weights.pt"
+    torch.save(instantiate(tiny_config(tmp_path).model).state_dict(), weights)
+    with pytest.raises(ValueError, match=r"weights.pt is not a Lightning checkpoint"):
+        train(tiny_config(tmp_path / "run", [f"ckpt_path={weights}", "train=false"]))
+
+
+def test_testing_an_earlier_checkpoint_in_place_keeps_every_earlier_row(tmp_path):
+    """Only training goes on from a checkpoint; a test adds its rows to all the earlier ones."""
+    monitor = "callbacks.model_checkpoint.monitor=val/psnr_input"  # best: the first epoch
+    train(tiny_config(tmp_path, ["logger=csv", monitor, "trainer.max_epochs=2"]))
+    curves = tmp_path / "csv" / "metrics.csv"
+    with curves.open(newline="") as handle:
+        earlier = list(csv.DictReader(handle))
+    (best,) = (tmp_path / "checkpoints").glob("best-epoch000.ckpt")
+    train(tiny_config(tmp_path, ["logger=csv", "train=false", f"ckpt_path={best}"]))
+    with curves.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["step"] for row in rows[: len(earlier)]] == [row["step"] for row in earlier]
+    assert len(rows) == len(earlier) + 1 and rows[-1]["test/psnr"]
