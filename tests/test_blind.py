@@ -224,3 +224,14 @@ def test_resuming_with_other_stages_frozen_is_refused_by_name(tmp_path):
         train(frozen)
     tested = [*resume, "train=false", "model.freeze=[mpn]"]
     assert "test/psnr" in train(tiny_config(tmp_path / "run", tested, model="blind"))
+
+
+@pytest.mark.parametrize("trained, resumed", [("mpn", "[mpn]"), ("[mpn,epn]", "[epn,mpn]")])
+def test_resuming_with_the_same_stages_frozen_goes_on(tmp_path, trained, resumed):
+    """The same stages, however written (`freeze=mpn` is stored as the string)."""
+    run = tmp_path / "run"
+    train(tiny_config(run, ["experiment=blind", "~logger", f"model.freeze={trained}"], "blind"))
+    last = run / "checkpoints" / "last.ckpt"
+    resume = ["experiment=blind", "~logger", f"ckpt_path={last}", "trainer.max_epochs=2"]
+    train(tiny_config(run, [*resume, f"model.freeze={resumed}"], model="blind"))
+    assert torch.load(last, weights_only=False)["epoch"] == 1
