@@ -120,8 +120,8 @@ def _hwc(image: torch.Tensor) -> np.ndarray:
 
 
 class WandbRunId(Callback):
-    """Stores the W&B run id and group in every checkpoint; `inpaint.run` reads them back on
-    resume."""
+    """Stores the W&B run id and group in every checkpoint; a resumed run reads them back
+    (`inpaint.resume.wandb_run_of`)."""
 
     def on_save_checkpoint(self, trainer, module, checkpoint):
         for logger in wandb_loggers(trainer):

@@ -19,8 +19,8 @@ class UNetInpainter(InpaintingModule):
     The paper's U-Net sees the damaged image alone and must find the damage itself;
     `mask_input=true` also gives it the mask as a fourth channel (a network with
     `in_channels=4`), as the classical baselines are given it. `scheduler`, when set, is a
-    partial learning-rate scheduler stepped once per epoch; `scheduler_monitor` names the
-    metric one that watches a metric (ReduceLROnPlateau) is given.
+    partial learning-rate scheduler stepped once per epoch; `scheduler_monitor` is the
+    metric that a scheduler such as ReduceLROnPlateau watches.
     Validation and test report the same metrics for the damaged input (suffix `_input`).
     """
 
