@@ -196,24 +196,22 @@ def test_cli_run_logs_to_csv_and_offline_wandb_with_panels_and_table(tmp_path):
     assert len(thumbnails) == 2 * 3 and all(t.max() > 1 for t in thumbnails)
 
 
-def test_resuming_continues_the_same_wandb_run(tmp_path):
-    first = run_cli(tmp_path / "first")
-    checkpoint = tmp_path / "first" / "checkpoints" / "last.ckpt"
-    run_id = first.name.rsplit("-", 1)[1]
-    assert torch.load(checkpoint, weights_only=False)["wandb_run_id"] == run_id
-    second = run_cli(tmp_path / "second", f"ckpt_path={checkpoint}", "trainer.max_epochs=2")
-    assert second.name.rsplit("-", 1)[1] == run_id
-
-
-def test_a_sweep_job_resumed_in_place_keeps_its_wandb_group(tmp_path):
-    """Resumed as a single run (README), a sweep's job has no sweep name of its own."""
+def test_a_resumed_sweep_job_continues_its_wandb_run_and_group(tmp_path):
+    """Resumed in place as a single run (README), a sweep's job has no sweep name of its own:
+    the checkpoint keeps the W&B run's id and group."""
     sweep = tmp_path / "a_sweep"
     tiny = ["debug=fast", "logger=default", "data.image_size=32", *TINY_MODELS["unet"]]
     run_module("inpaint.run", "-m", *tiny, "seed=1", f"hydra.sweep.dir={sweep}")
-    last = sweep / "0" / "checkpoints" / "last.ckpt"
-    assert torch.load(last, weights_only=False)["wandb_group"] == "a_sweep"
-    resume = [f"ckpt_path={last}", "trainer.max_epochs=2", f"hydra.run.dir={sweep / '0'}"]
+    job = sweep / "0"
+    (first,) = (job / "wandb").glob("offline-run-*")
+    run_id = first.name.rsplit("-", 1)[1]
+    last = job / "checkpoints" / "last.ckpt"
+    stored = torch.load(last, weights_only=False)
+    assert (stored["wandb_run_id"], stored["wandb_group"]) == (run_id, "a_sweep")
+    resume = [f"ckpt_path={last}", "trainer.max_epochs=2", f"hydra.run.dir={job}"]
     run_module("inpaint.run", *tiny, "seed=1", *resume)
+    runs = sorted(path.name.rsplit("-", 1)[1] for path in (job / "wandb").glob("offline-run-*"))
+    assert runs == [run_id, run_id]
     resumed = torch.load(last, weights_only=False)
     assert resumed["epoch"] == 1 and resumed["wandb_group"] == "a_sweep"  # read from W&B
 
