@@ -130,6 +130,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = instantiate_group(cfg.get("callbacks"))
     if cfg.train:
         check_monitored_keys(model, callbacks, cfg.get("optimized_metric"))
+    if cfg.train and cfg.test:
+        datamodule.dataset("test")  # a missing or empty test split stops the run before training
     checkpoint = load_fitting_checkpoint(cfg.get("ckpt_path"), model)
     set_aside_earlier_metrics(Path(cfg.paths.output_dir))  # the checks passed: the run starts
     keep_wandb_files_in(Path(cfg.paths.output_dir))
@@ -148,8 +150,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics: dict[str, float] = {}
     if cfg.train and cfg.get("ckpt_path"):
         warn_if_resumed_elsewhere(Path(cfg.ckpt_path), Path(cfg.paths.output_dir))
-    if cfg.train and cfg.test:
-        datamodule.dataset("test")  # a missing or empty test split stops the run before training
     if cfg.train:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         metrics |= {k: float(v) for k, v in trainer.callback_metrics.items()}

@@ -316,9 +316,12 @@ def test_a_test_split_without_readable_images_stops_the_run_before_training(tmp_
         tmp_path / "run",
         ["data=folder", f"data.source.root={images}", f"data.source.split_files={{{files}}}"],
     )
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.json").write_text("{}\n")  # an earlier run's: left as it is
     with pytest.raises(FileNotFoundError, match=r"among 1 files of .*test split.*1 missing"):
         train(cfg)
     assert not (tmp_path / "run" / "checkpoints").exists()
+    assert (tmp_path / "run" / "metrics.json").is_file()
 
 
 def test_an_earlier_runs_metrics_are_set_aside_before_a_rerun(tmp_path):

@@ -71,8 +71,9 @@ class GANModule(InpaintingModule):
         self.adversarial_start_epoch = adversarial_start_epoch
         self.gradient_clip_val = gradient_clip_val
 
-    # The discriminators compute in fp32, under autocast too: weights of another dtype
-    # ("64", "bf16-true", "16-true") fail at the first step on a dtype mismatch.
+    # The discriminators compute in fp32, under autocast too: with weights of another dtype
+    # the IPN's SN-PatchGAN fails on a dtype mismatch ("64", "*-true"), and the EPN's
+    # PatchGAN under "*-true". One rule for every GAN model.
     PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
 
     def setup(self, stage: str) -> None:
