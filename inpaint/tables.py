@@ -57,8 +57,12 @@ class Job:
     data: str
     seed: int
     metrics: dict[str, float] | None  # None: the job failed
-    settings: tuple[str, ...] = ()  # its other command-line overrides
-    overrides: tuple[str, ...] = ()  # all of them, as the sweep gave them
+    overrides: tuple[str, ...] = ()  # its command-line overrides, as the sweep gave them
+
+    @property
+    def settings(self) -> tuple[str, ...]:
+        """Its overrides that make another setting (not data, seed, ckpt_path)."""
+        return other_settings(self.overrides)
 
 
 def other_settings(overrides: list[str]) -> tuple[str, ...]:
@@ -98,7 +102,6 @@ def read_jobs(multirun: Path) -> list[Job]:
                 str(choices.data),
                 int(config.seed),
                 read_metrics(folder / "metrics.json"),
-                other_settings(overrides),
                 tuple(overrides),
             )
         )
