@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from inpaint.baselines import BASELINES, inpaint_classical
 from inpaint.data.damage import damage, make_fill
-from inpaint.data.dataset import split_key
+from inpaint.data.dataset import require_seed, split_key
 from inpaint.data.images import (
     UnreadableImageError,
     is_readable_image,
@@ -173,7 +173,7 @@ def samples(cfg: DictConfig, stored: dict) -> tuple[Iterator[Sample], int]:
             )
         scored = min(len(paths), cfg.limit or len(paths))
         check_folder(root, paths, mask if isinstance(mask, MaskFiles) else None, scored)
-        return folder_samples(root, paths, mask, cfg.seed), len(paths)
+        return folder_samples(root, paths, mask, require_seed(cfg.seed, "seed")), len(paths)
     if isinstance(mask, MaskFiles):
         raise ValueError("mask=files matches masks to whole images by name: give images=DIR")
     data = config_or_stored(cfg, "data", stored)

@@ -55,7 +55,7 @@ class Job:
     folder: Path
     experiment: str
     data: str
-    seed: int
+    seed: int | None  # None: seed=null, which inpaint.run refuses
     metrics: dict[str, float] | None  # None: the job failed
     overrides: tuple[str, ...] = ()  # its command-line overrides, as the sweep gave them
 
@@ -100,7 +100,7 @@ def read_jobs(multirun: Path) -> list[Job]:
                 folder,
                 str(config.task_name),
                 str(choices.data),
-                int(config.seed),
+                config.get("seed"),
                 read_metrics(folder / "metrics.json"),
                 tuple(overrides),
             )

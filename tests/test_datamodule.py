@@ -387,11 +387,13 @@ def test_without_resize_small_images_are_padded_to_size(tmp_path):
     assert all(tuple(p) in colours for p in pixels.reshape(-1, 3)), "border not reflected"
 
 
-def test_tiny_image_size_or_empty_batches_are_rejected(photos):
+def test_tiny_image_size_empty_batches_or_no_seed_are_rejected(photos):
     with pytest.raises(ValueError, match="at least 8"):
         InpaintDataModule(photos, LineMask(), image_size=4)
     with pytest.raises(ValueError, match="data.batch_size must be at least 1, got 0"):
         InpaintDataModule(photos, LineMask(), batch_size=0)
+    with pytest.raises(ValueError, match=r"data.seed=None: give an integer seed"):
+        InpaintDataModule(photos, LineMask(), seed=None)  # seed=null
 
 
 def test_sample_photos_train_and_test_are_disjoint(photos):

@@ -305,6 +305,17 @@ def test_image_fills_come_from_another_image_of_the_folder(tmp_path, trained_che
         evaluate(cfg)
 
 
+@pytest.mark.parametrize("data", ["images", "data=samples"])
+def test_seed_null_is_refused_by_name(tmp_path, trained_checkpoint, data):
+    images = tmp_path / "images"
+    write_image(images / "a.png", np.zeros((32, 32, 3)))
+    given = f"images={images}" if data == "images" else data
+    cfg = evaluate_config(tmp_path, trained_checkpoint("unet"), given, "seed=null")
+    key = "seed" if data == "images" else "data.seed"  # the data module's own key
+    with pytest.raises(Exception, match=rf"(^|'){key}=None: give an integer seed"):
+        evaluate(cfg)
+
+
 def test_missing_checkpoint_is_named(tmp_path):
     cfg = evaluate_config(tmp_path, tmp_path / "none.ckpt")
     with pytest.raises(FileNotFoundError, match="none.ckpt"):

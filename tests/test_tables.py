@@ -200,6 +200,16 @@ def test_table_cells_hold_mean_and_sample_std_of_psnr_and_ssim(tmp_path):
     assert markdown.count(line) == 2, markdown  # Table 1 and Table 2
 
 
+def test_a_job_run_with_seed_null_counts_as_failed(tmp_path):
+    """inpaint.run refuses `seed=null`; its job folder holds a config but no metrics."""
+    sweep = epn_sweep(tmp_path / "sweep")
+    shutil.rmtree(sweep / "3")
+    fake_job(sweep / "3", "epn", "null")
+    written = tables.main([str(sweep), "--output", str(tmp_path)])
+    (row,) = list(csv.DictReader(written["table2"].open()))
+    assert (row["runs"], row["failed"]) == ("3", "1")
+
+
 def test_a_seed_given_as_a_plus_override_is_still_a_seed(tmp_path):
     """`+seed=N` (or `~seed`) picks a repeat like `seed=N`: the jobs are seeds of one setting."""
     sweep = epn_sweep(tmp_path / "sweep", lambda seed: ["experiment=epn", f"+seed={seed}"])

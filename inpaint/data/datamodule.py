@@ -5,7 +5,7 @@ from __future__ import annotations
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader
 
-from inpaint.data.dataset import InpaintingDataset
+from inpaint.data.dataset import InpaintingDataset, require_seed
 from inpaint.data.edges import EdgeDetector, add_edges
 from inpaint.data.masks import MaskGenerator
 
@@ -48,7 +48,8 @@ class InpaintDataModule(LightningDataModule):
             raise ValueError(f"data.batch_size must be at least 1, got {batch_size}")
         self.source, self.mask = source, mask
         self.image_size, self.batch_size, self.num_workers = image_size, batch_size, num_workers
-        self.seed, self.resize, self.pin_memory = seed, resize, pin_memory
+        self.seed = require_seed(seed, "data.seed")
+        self.resize, self.pin_memory = resize, pin_memory
         self.lengths = {"train": train_length, "val": eval_length, "test": eval_length}
         self.edges = edges
         self.datasets: dict[str, InpaintingDataset] = {}

@@ -17,6 +17,13 @@ from inpaint.data.edges import EdgeDetector
 from inpaint.data.masks import MaskGenerator
 
 
+def require_seed(seed, key: str) -> int:
+    """Seeded masks and crops need an integer; `seed=null` would fail deep inside numpy."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"{key}={seed!r}: give an integer seed (seed=N); it seeds the masks")
+    return seed
+
+
 def split_key(split: str) -> int:
     """A stable number per split name, so val and test draw different masks from one seed."""
     return zlib.crc32(split.encode())
