@@ -101,6 +101,8 @@ def check_monitored_keys(model, callbacks: list, optimized_metric: str | None) -
     }
     if optimized_metric:
         wanted["optimized_metric"] = optimized_metric
+    if getattr(model, "scheduler_monitor", None):
+        wanted["model.scheduler_monitor"] = model.scheduler_monitor
     for where, key in wanted.items():
         stage = key.split("/", 1)[0]
         if stage in STAGES and key not in (logged := model.logged_keys(stage)):

@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from inpaint.models.metrics import (
     MAX_PSNR,
@@ -148,7 +149,42 @@ def test_predictions_beyond_the_image_range_are_scored_as_clamped():
     metrics.update(target + 0.2, target, torch.ones(1, 1, 8, 8))
     values = metrics.compute()
     assert values["psnr"].item() == pytest.approx(MAX_PSNR)
+    assert values["psnr_hole"].item() == pytest.approx(MAX_PSNR)
     assert values["ssim"].item() == pytest.approx(1.0)
+    assert values["l1"].item() == values["l1_hole"].item() == 0.0
+
+
+def test_a_nan_output_makes_the_means_nan_rather_than_dropping_the_image():
+    """ModelCheckpoint ranks a NaN epoch worst; a mean over the finite images would look fine."""
+    target = torch.rand(2, 3, 8, 8)
+    output = target.clone()
+    output[0] = float("nan")
+    mask = torch.ones(2, 1, 8, 8)
+    images = ImageMetrics()
+    images.update(output, target, mask)
+    assert all(torch.isnan(value) for value in images.compute().values())
+    masks = MaskMetrics()
+    masks.update(output[:, :1], mask)
+    values = masks.compute()
+    assert torch.isnan(values["mask_bce"]) and torch.isnan(values["mask_mae"])
+
+
+def test_mask_bce_is_pytorchs():
+    probability, mask = torch.rand(2, 1, 8, 8), (torch.rand(2, 1, 8, 8) > 0.5).float()
+    probability[0, 0, 0, 0], mask[0, 0, 0, 0] = 0.0, 1.0  # log(0): clamped at -100 alike
+    metrics = MaskMetrics()
+    metrics.update(probability, mask)
+    expected = nn.functional.binary_cross_entropy(probability, mask, reduction="none")
+    assert metrics.compute()["mask_bce"].item() == pytest.approx(expected.mean().item())
+
+
+def test_states_stay_float32_when_the_model_is_cast_to_bf16():
+    """`trainer.precision=bf16-true` casts the whole module: a bf16 count stops at 256."""
+    stages = nn.ModuleDict({"image": ImageMetrics()}).to(torch.bfloat16)
+    target = torch.zeros(1, 3, 8, 8)
+    for index in range(300):  # 256 exact images, then 44 off by 1 everywhere
+        stages["image"].update(target + (index >= 256), target, torch.ones(1, 1, 8, 8))
+    assert stages["image"].compute()["l1"].item() == pytest.approx(44 / 300)
 
 
 def test_mask_iou_counts_grey_damage_below_half_as_intact():

@@ -34,20 +34,34 @@ def test_every_experiment_composes_and_instantiates(experiment, tmp_path):
     check_monitored_keys(model, instantiate_group(cfg.callbacks), cfg.get("optimized_metric"))
 
 
+PLATEAU = "{_target_:torch.optim.lr_scheduler.ReduceLROnPlateau,_partial_:true,mode:max}"
+
+
 @pytest.mark.parametrize(
-    ("overrides", "message"),
+    ("model", "overrides", "message"),
     [
-        (["model.mode=joint_epn_mpn"], r"ModelCheckpoint.monitor='val/psnr': .*joint_epn_mpn"),
         (
+            "blind",
+            ["model.mode=joint_epn_mpn"],
+            r"ModelCheckpoint.monitor='val/psnr': .*joint_epn_mpn",
+        ),
+        (
+            "blind",
             ["model.mode=joint_epn_mpn", "callbacks.model_checkpoint.monitor=val/edge_f1"],
             r"optimized_metric='val/psnr': BlindInpainter in model.mode=joint_epn_mpn",
+        ),
+        (
+            "unet",
+            [f"model.scheduler={PLATEAU}", "model.scheduler_monitor=val/psnr_hol"],
+            r"model.scheduler_monitor='val/psnr_hol': UNetInpainter does not log it",
         ),
     ],
 )
 def test_a_monitored_key_the_model_never_logs_is_refused_before_training(
-    overrides, message, tmp_path
+    model, overrides, message, tmp_path
 ):
-    cfg = tiny_config(tmp_path / "run", ["experiment=blind", *overrides], model="blind")
+    experiment = {"blind": "blind", "unet": "unet_lines"}[model]
+    cfg = tiny_config(tmp_path / "run", [f"experiment={experiment}", *overrides], model=model)
     with pytest.raises(ValueError, match=message):
         train(cfg)
     assert not (tmp_path / "run" / "checkpoints").exists()

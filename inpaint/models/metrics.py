@@ -1,7 +1,8 @@
 """Metric groups: images (PSNR, SSIM, hole PSNR, L1), masks (BCE, IoU, F1, ...) and edges.
 
 Each group updates per batch, computes one dict per epoch and is reduced across ranks by
-torchmetrics, in float32 whatever the autocast precision. PSNR, SSIM, L1, BCE and MAE are
+torchmetrics, in float32 whatever the precision. A NaN output gives NaN means, which
+ModelCheckpoint ranks worst, rather than dropping the image. PSNR, SSIM, L1, BCE and MAE are
 means of per-image values (neither a batch's size nor an image's weighs them); IoU, F1,
 precision and recall count the pixels of all images together.
 """
@@ -63,6 +64,14 @@ class MetricGroup(nn.Module):
     def accumulate(self, *maps: torch.Tensor) -> None:
         raise NotImplementedError
 
+    def _apply(self, fn, recurse=True):
+        """States stay float32 when the model is cast (`trainer.precision=bf16-true` calls
+        `.to(dtype)`): a bf16 count of images stops at 256."""
+        super()._apply(fn, recurse)
+        for metric in self.children():
+            metric.to(torch.float32)  # integer counts (IoU, F1) are left as they are
+        return self
+
     def names(self) -> list[str]:
         """The keys of `compute`, known before any update."""
         return [self.prefix + name for name, _ in self.named_children()]
@@ -83,7 +92,7 @@ class PixelFidelity(MetricGroup):
 
     def __init__(self):
         super().__init__()
-        self.psnr = MeanMetric()
+        self.psnr = MeanMetric(nan_strategy="disable")
         self.ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
 
     def accumulate(self, prediction: torch.Tensor, target: torch.Tensor) -> None:
@@ -101,13 +110,14 @@ class ImageMetrics(PixelFidelity):
 
     def __init__(self):
         super().__init__()
-        self.psnr_hole = MeanMetric()
-        self.l1 = MeanMetric()
-        self.l1_hole = MeanMetric()
+        self.psnr_hole = MeanMetric(nan_strategy="disable")
+        self.l1 = MeanMetric(nan_strategy="disable")
+        self.l1_hole = MeanMetric(nan_strategy="disable")
 
     def accumulate(
         self, prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
     ) -> None:
+        prediction = prediction.clamp(0, 1)
         super().accumulate(prediction, target)
         self.l1.update(per_image_mean((prediction - target).abs()))
         has_hole = mask.flatten(1).sum(1) > 0
@@ -124,14 +134,17 @@ class MaskMetrics(PixelFidelity):
 
     def __init__(self):
         super().__init__()
-        self.bce = MeanMetric()
+        self.bce = MeanMetric(nan_strategy="disable")
         self.iou = BinaryJaccardIndex(threshold=0.5)
         self.f1 = BinaryF1Score(threshold=0.5)
-        self.mae = MeanMetric()
+        self.mae = MeanMetric(nan_strategy="disable")
 
     def accumulate(self, probability: torch.Tensor, mask: torch.Tensor) -> None:
         super().accumulate(probability, mask)
-        bce = nn.functional.binary_cross_entropy(probability, mask, reduction="none")
+        # PyTorch's BCE, written out so that a NaN map gives NaN rather than a range error;
+        # logs clamped at -100 as there.
+        bce = -(mask * probability.log().clamp_min(-100))
+        bce -= (1 - mask) * (1 - probability).log().clamp_min(-100)
         self.bce.update(per_image_mean(bce))
         binary = (mask >= 0.5).long()
         self.iou.update(probability, binary)
