@@ -123,31 +123,52 @@ def named(paths: list[str]) -> str:
     return ", ".join(paths[:5]) + (", ..." if len(paths) > 5 else "")
 
 
+# SSIM's 11 px Gaussian window pads by 5 px on each side, reflecting: a side needs 6.
+MIN_SIDE = 6
+
+
 def check_folder(root: Path, paths: list[Path], masks: MaskFiles | None, scored: int) -> None:
-    """Every image decodes (its header, as a cheap check) and each of the first `scored` has
-    a readable mask file of its size: checked before any scoring, so a long run cannot fail
-    at its last image."""
+    """Every image is an image (its header, as a cheap check), each of the first `scored`
+    decodes whole, is at least MIN_SIDE px on a side and has a readable mask file of its size:
+    checked before any scoring, so a long run cannot fail at its last image."""
     unreadable = [str(path.relative_to(root)) for path in paths if not is_readable_image(path)]
     if unreadable:
         raise UnreadableImageError(
             f"{len(unreadable)} of {len(paths)} files in images={root} are not readable "
             f"images (remove or replace them): {named(unreadable)}"
         )
-    if masks is None:
-        return
-    missing, unusable = [], []
+    shapes, broken = {}, []
     for path in paths[:scored]:
         try:
-            masks.load(path, path.relative_to(root), read_pixels(path).shape)
-        except FileNotFoundError:
+            shapes[path] = read_pixels(path).shape
+        except UnreadableImageError:
+            broken.append(str(path.relative_to(root)))
+    if broken:
+        raise UnreadableImageError(
+            f"{len(broken)} of {scored} images in images={root} do not decode whole "
+            f"(truncated or damaged; remove or replace them): {named(broken)}"
+        )
+    small = [str(p.relative_to(root)) for p, shape in shapes.items() if min(shape[:2]) < MIN_SIDE]
+    if small:
+        raise ValueError(
+            f"{len(small)} of {scored} images in images={root} are under {MIN_SIDE} px on a "
+            f"side, too small for SSIM's window: {named(small)}"
+        )
+    if masks is None:
+        return
+    missing, unusable, first_missing = [], [], ""
+    for path in paths[:scored]:
+        try:
+            masks.load(path, path.relative_to(root), shapes[path])
+        except FileNotFoundError as error:
             missing.append(str(path.relative_to(root)))
+            first_missing = first_missing or str(error)
         except ValueError as error:  # an unreadable mask, or one of another size
             unusable.append(str(error))
     if missing:
         raise FileNotFoundError(
             f"{len(missing)} of {scored} images in images={root} have no mask in "
-            f"mask.root={masks.root} (a mask is named like its image, any image suffix): "
-            f"{named(missing)}"
+            f"mask.root={masks.root}: {named(missing)} ({first_missing})"
         )
     if unusable:
         raise ValueError(

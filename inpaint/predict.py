@@ -106,6 +106,14 @@ def check_config(cfg: DictConfig) -> tuple[Path, Path]:
             f"mask={cfg.mask} is one file but input={source} is a folder: "
             "give a folder of masks named like the images"
         )
+    if (
+        cfg.mask
+        and Path(cfg.mask).resolve() == (source if source.is_dir() else source.parent).resolve()
+    ):
+        raise ValueError(
+            f"mask={cfg.mask} is the folder of the input images: each image would be its own "
+            "mask; keep the masks in a folder of their own"
+        )
     if Path(cfg.output).exists() and not Path(cfg.output).is_dir():
         raise NotADirectoryError(
             f"output={cfg.output} is a file: results are written into a folder; give its path"

@@ -208,7 +208,7 @@ def test_mask_files_are_found_by_name_with_any_image_suffix_in_any_case(tmp_path
     images = tmp_path / "images"
     for name in ("c.png", "c.jpg"):
         write_pixels(images / name, np.zeros((4, 4), np.uint8))
-    with pytest.raises(FileNotFoundError, match=r"no mask for image c\.jpg"):
+    with pytest.raises(FileNotFoundError, match=r"no mask for image c\.jpg .*; c\.png would be"):
         masks.find("c.jpg", images / "c.jpg")  # c.png is the mask of the image c.png
     assert masks.find("c.jpg") == tmp_path / "c.png"  # with no image c.png beside it
 
@@ -250,7 +250,8 @@ def test_missing_masks_are_named_before_any_image_is_scored(
     cfg = evaluate_config(
         tmp_path, trained_checkpoint("unet"), f"images={images}", "mask=files", f"mask.root={masks}"
     )
-    with pytest.raises(FileNotFoundError, match=r"1 of 3 images .* no mask in .*: c\.png$"):
+    missing = r"1 of 3 images .* no mask in .*: c\.png \(no mask for image c\.png in"
+    with pytest.raises(FileNotFoundError, match=missing):
         evaluate(cfg)
     with open_dict(cfg):
         cfg.limit = 2  # the images evaluated all have their masks
@@ -266,7 +267,24 @@ def test_unreadable_images_are_named_before_any_image_is_scored(
     cfg = evaluate_config(tmp_path, trained_checkpoint("unet"), f"images={images}", "mask=medium")
     with pytest.raises(ValueError, match=r"1 of 4 files in images=.* not readable .*: broken\.png"):
         evaluate(cfg)
+    whole = (images / "c.png").read_bytes()
+    (images / "broken.png").write_bytes(whole[: len(whole) // 2])  # its header reads
+    with pytest.raises(ValueError, match=r"1 of 4 images .* do not decode whole .*: broken\.png"):
+        evaluate(cfg)
+    write_pixels(images / "broken.png", np.zeros((5, 80, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"1 of 4 images .* under 6 px .*: broken\.png"):
+        evaluate(cfg)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_mask_folder_that_is_the_image_folder_is_refused(
+    tmp_path, photo_folder, trained_checkpoint, no_scoring
+):
+    """Its files would be their own masks: a.png the mask of a.png."""
+    images, _ = photo_folder
+    common = [f"images={images}", "mask=files", f"mask.root={images}"]
+    with pytest.raises(ValueError, match=r"3 of 3 masks .* each image would be its own mask"):
+        evaluate(evaluate_config(tmp_path, trained_checkpoint("unet"), *common))
 
 
 @pytest.mark.parametrize(

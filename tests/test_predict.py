@@ -272,6 +272,9 @@ def test_refuses_configs_that_cannot_work(trained_checkpoint, tmp_path, monkeypa
         run(ipn, tmp_path / "nowhere", tmp_path / "out")
     with pytest.raises(ValueError, match="is one file but input=.* is a folder"):
         run(ipn, tmp_path / "in", tmp_path / "out", f"mask={tmp_path / 'in' / 'a.png'}")
+    for given in (tmp_path / "in", tmp_path / "in" / "a.png"):  # a folder, or one file in it
+        with pytest.raises(ValueError, match=r"mask=.*in is the folder of the input images"):
+            run(ipn, given, tmp_path / "out", f"mask={tmp_path / 'in'}")
     with pytest.raises(NotADirectoryError, match=r"output=.*a\.png is a file"):
         run(ipn, tmp_path / "in", tmp_path / "in" / "a.png")
     with pytest.raises(ValueError, match=r"needs mask=FILE_OR_DIR"):

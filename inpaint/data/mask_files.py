@@ -52,22 +52,36 @@ class MaskFiles:
         mask of the image `a.png`, not of `a.jpg`."""
         relative = Path(relative)
         folder = self.root / relative.parent
-        for exact in (folder / relative.name, folder / f"{relative.name}.png"):
+        own = folder / relative.name
+        if image_path and own.resolve() == image_path.resolve():
+            raise ValueError(
+                f"mask folder {self.root} is the folder of image {image_path}: each image "
+                "would be its own mask; keep the masks in a folder of their own"
+            )
+        for exact in (own, folder / f"{relative.name}.png"):
             if exact.is_file():
                 return exact
-        named_alike = [
-            candidate
-            for candidate in sorted(folder.glob(f"{glob.escape(relative.stem)}.*"))
-            if candidate.stem == relative.stem
-            and candidate.suffix.lower() in IMAGE_SUFFIXES
-            and candidate.is_file()
-            and not (image_path and (image_path.parent / candidate.name).is_file())
-        ]
+        named_alike, taken = [], []
+        for candidate in sorted(folder.glob(f"{glob.escape(relative.stem)}.*")):
+            if not (
+                candidate.stem == relative.stem
+                and candidate.suffix.lower() in IMAGE_SUFFIXES
+                and candidate.is_file()
+            ):
+                continue
+            beside = image_path and (image_path.parent / candidate.name).is_file()
+            (taken if beside else named_alike).append(candidate)
         if named_alike:
             return named_alike[0]
+        others = (
+            f"; {', '.join(c.name for c in taken)} would be the mask of the image of that name "
+            f"beside it"
+            if taken
+            else ""
+        )
         raise FileNotFoundError(
-            f"no mask for image {relative} in {self.root}: expected "
-            f"{self.root / relative.with_suffix('.png')} (or another image suffix)"
+            f"no mask for image {relative} in {self.root}: expected {own}, {own}.png or "
+            f"{folder / relative.stem}.<another image suffix>{others}"
         )
 
     def load(self, image_path: Path, relative: str | Path, shape) -> np.ndarray:
