@@ -95,6 +95,21 @@ def test_edge_metrics_count_only_hole_pixels():
     assert values["edge_f1"].item() == pytest.approx(2 * 4 / (2 * 4 + 2 + 4))
 
 
+def test_nothing_to_find_and_nothing_found_scores_one():
+    """A clean image in inpaint.evaluate: a model that finds no damage there is right."""
+    clean = torch.zeros(1, 1, 16, 16)
+    masks = MaskMetrics()
+    masks.update(clean, clean)
+    assert masks.compute()["mask_iou"].item() == masks.compute()["mask_f1"].item() == 1.0
+    edges = EdgeMetrics()
+    edges.update(clean, clean, torch.ones_like(clean))  # a hole without edges, none drawn
+    values = edges.compute()
+    assert [values[f"edge_{k}"].item() for k in ("precision", "recall", "f1")] == [1.0] * 3
+    false_alarm = MaskMetrics()
+    false_alarm.update(clean + 0.9, clean)
+    assert false_alarm.compute()["mask_iou"].item() == false_alarm.compute()["mask_f1"].item() == 0
+
+
 def test_values_do_not_depend_on_autocast_batching_or_image_size():
     """bf16 autocast leaves SSIM as in fp32; BCE and L1 are means of per-image values."""
     generator = torch.Generator().manual_seed(0)

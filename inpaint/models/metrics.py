@@ -4,7 +4,8 @@ Each group updates per batch, computes one dict per epoch and is reduced across 
 torchmetrics, in float32 whatever the precision. A NaN output gives NaN means, which
 ModelCheckpoint ranks worst, rather than dropping the image. PSNR, SSIM, L1, BCE and MAE are
 means of per-image values (neither a batch's size nor an image's weighs them); IoU, F1,
-precision and recall count the pixels of all images together.
+precision and recall count the pixels of all images together, and are 1 where there is
+nothing to find and nothing is found (0 / 0: a clean image, in inpaint.evaluate).
 """
 
 from __future__ import annotations
@@ -135,8 +136,8 @@ class MaskMetrics(PixelFidelity):
     def __init__(self):
         super().__init__()
         self.bce = MeanMetric(nan_strategy="disable")
-        self.iou = BinaryJaccardIndex(threshold=0.5)
-        self.f1 = BinaryF1Score(threshold=0.5)
+        self.iou = BinaryJaccardIndex(threshold=0.5, zero_division=1)
+        self.f1 = BinaryF1Score(threshold=0.5, zero_division=1)
         self.mae = MeanMetric(nan_strategy="disable")
 
     def accumulate(self, probability: torch.Tensor, mask: torch.Tensor) -> None:
@@ -162,9 +163,9 @@ class EdgeMetrics(PixelFidelity):
 
     def __init__(self):
         super().__init__()
-        self.precision = BinaryPrecision(threshold=0.5)
-        self.recall = BinaryRecall(threshold=0.5)
-        self.f1 = BinaryF1Score(threshold=0.5)
+        self.precision = BinaryPrecision(threshold=0.5, zero_division=1)
+        self.recall = BinaryRecall(threshold=0.5, zero_division=1)
+        self.f1 = BinaryF1Score(threshold=0.5, zero_division=1)
 
     def accumulate(self, edges: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> None:
         super().accumulate(edges, target)
