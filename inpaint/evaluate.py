@@ -47,6 +47,7 @@ from inpaint.visual import image_grid
 log = logging.getLogger(__name__)
 
 MODEL = "model"
+OUTPUTS = ("metrics.json", "metrics.csv", "metrics.md", "panel.png")
 ALL = "all"
 IMAGE_COLUMNS = ("psnr", "ssim", "psnr_hole", "l1_hole", "l1")
 BLIND_COLUMNS = ("mask_iou", "mask_f1", "mask_bce", "edge_precision", "edge_recall")
@@ -261,6 +262,12 @@ def evaluate(cfg: DictConfig) -> dict:
             "bucket_width must split 0-100% into buckets of a whole number of percent "
             f"(0.01, 0.02, 0.04, 0.05, 0.1, 0.2, 0.25, 0.5 or 1); got {cfg.bucket_width}"
         )
+    directory = Path(cfg.paths.output_dir)
+    if earlier := [name for name in OUTPUTS if (directory / name).exists()]:
+        raise FileExistsError(
+            f"{directory} already holds {', '.join(earlier)} of an earlier run, which "
+            "evaluate would replace: give another hydra.run.dir"
+        )
     inpainter = Inpainter.from_checkpoint(
         cfg.ckpt_path, device=cfg.device, precision=str(cfg.precision)
     )
@@ -302,7 +309,7 @@ def evaluate(cfg: DictConfig) -> dict:
         "buckets": order_buckets(scores.compute(), cfg.bucket_width),
         "panel_columns": list(panel[0]) if panel else [],
     }
-    write_outputs(Path(cfg.paths.output_dir), report, panel, cfg.panel_tile)
+    write_outputs(directory, report, panel, cfg.panel_tile)
     return report
 
 
@@ -396,7 +403,9 @@ def markdown_tables(report: dict) -> str:
 
 def write_outputs(directory: Path, report: dict, panel: list, tile: int) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    # "x": of two runs begun in one second (one folder), the first to finish keeps its files.
+    with (directory / "metrics.json").open("x") as handle:
+        handle.write(json.dumps(report, indent=2) + "\n")
     columns = ["method", "bucket", "count", "ms_per_image", *IMAGE_COLUMNS, *BLIND_COLUMNS]
     with (directory / "metrics.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, columns, extrasaction="ignore")

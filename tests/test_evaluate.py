@@ -116,6 +116,8 @@ def test_cli_writes_every_row_and_bucket_and_recomputes_a_baseline(
     panel = read_image(out / "panel.png")
     assert panel.shape[0] > 3 * 128  # three letterboxed rows
     assert "hole PSNR" in (out / "metrics.md").read_text()
+    # Its Hydra config beside the results, not in .hydra/, where a training run keeps its own.
+    assert (out / ".evaluate" / "overrides.yaml").is_file() and not (out / ".hydra").exists()
 
     # Telea on image a (the 0-10% bucket), recomputed with OpenCV and numpy alone.
     image = read_image(images / "a.png")
@@ -275,6 +277,20 @@ def test_unreadable_images_are_named_before_any_image_is_scored(
     with pytest.raises(ValueError, match=r"1 of 4 images .* under 6 px .*: broken\.png"):
         evaluate(cfg)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_folder_holding_earlier_results_is_refused_before_scoring(
+    tmp_path, photo_folder, trained_checkpoint, no_scoring
+):
+    """A training run's folder, or an earlier evaluation's: its metrics.json stays as it is."""
+    images, _ = photo_folder
+    earlier = tmp_path / "out" / "metrics.json"
+    earlier.parent.mkdir()
+    earlier.write_text('{"test/psnr": 20.0}\n')
+    cfg = evaluate_config(tmp_path, trained_checkpoint("unet"), f"images={images}", "mask=medium")
+    with pytest.raises(FileExistsError, match=r"out already holds metrics.json of an earlier"):
+        evaluate(cfg)
+    assert earlier.read_text() == '{"test/psnr": 20.0}\n'
 
 
 def test_a_mask_folder_that_is_the_image_folder_is_refused(
