@@ -47,7 +47,14 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from inpaint.data.images import list_images, read_pixels, to_float_rgb, write_image, write_pixels
+from inpaint.data.images import (
+    has_colour_profile,
+    list_images,
+    read_pixels,
+    to_float_rgb,
+    write_image,
+    write_pixels,
+)
 from inpaint.data.mask_files import MaskFiles, check_mask_size, read_mask
 from inpaint.inference import Inpainter, blend_by_mask
 
@@ -372,6 +379,16 @@ def predict(cfg: DictConfig) -> PredictReport:
                         report.written.append(target)
             bar.update(len(chunk))
     log.info("wrote %d of %d images to %s", len(report.written), len(jobs), output)
+    written = [job.source for job in jobs if job.source not in report.failed]
+    if profiled := [source for source in written if has_colour_profile(source)]:
+        log.warning(
+            "%d inputs embed an ICC colour profile (%s%s) that the results do not: their "
+            "pixel values are kept, but a colour-managed viewer shows the results in other "
+            "colours than the inputs; convert such inputs to sRGB first",
+            len(profiled),
+            profiled[0],
+            ", ..." if len(profiled) > 1 else "",
+        )
     return report
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageCms
 
 from inpaint.config import PREDICT_CONF_DIR, compose_config
 from inpaint.data.images import read_pixels, to_float_rgb, write_pixels
@@ -83,6 +84,18 @@ def test_given_masks_change_only_the_hole_of_every_format(kind, trained_checkpoi
             source / name, (output / name).with_suffix(".png"), hole_mask(pixels.shape) == 0
         )
     assert snapshot(source) == before
+
+
+def test_inputs_with_a_colour_profile_are_named_in_a_warning(trained_checkpoint, tmp_path, caplog):
+    """The results carry no ICC profile: a colour-managed viewer shows them in other colours."""
+    source = tmp_path / "in"
+    write_photos(source, {"plain.png": photos()["rgb.jpg"]})
+    for name, space in (("srgb.png", "sRGB"), ("other.png", "LAB")):  # sRGB: no change shown
+        profile = ImageCms.ImageCmsProfile(ImageCms.createProfile(space)).tobytes()
+        Image.fromarray(photos()["rgb.jpg"]).save(source / name, icc_profile=profile)
+    with caplog.at_level(logging.WARNING):
+        run(trained_checkpoint("unet"), source, tmp_path / "out")
+    assert re.search(r"1 inputs embed an ICC colour profile \(\S*other\.png\) ", caplog.text)
 
 
 def test_blind_model_predicts_the_hole_and_reports_unreadable_files(

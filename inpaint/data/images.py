@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageCms
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -60,6 +61,20 @@ class Header:
     format: str = ""
     mode: str = ""
     orientation: int = 1  # EXIF; 1 = upright
+
+
+def has_colour_profile(path: str | Path) -> bool:
+    """Whether the file embeds an ICC profile other than sRGB (Adobe RGB, a phone's Display
+    P3), which the PNGs written here do not carry."""
+    try:
+        with Image.open(path) as opened:
+            icc = opened.info.get("icc_profile")
+        if not icc:
+            return False
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc)).profile
+        return "srgb" not in profile.profile_description.lower()
+    except (OSError, ValueError, Image.DecompressionBombError, ImageCms.PyCMSError):
+        return False
 
 
 def read_header(path: Path) -> Header:
