@@ -132,8 +132,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = instantiate_group(cfg.get("callbacks"))
     if cfg.train:
         check_monitored_keys(model, callbacks, cfg.get("optimized_metric"))
-    if cfg.train and cfg.test:
-        datamodule.dataset("test")  # a missing or empty test split stops the run before training
+    # A missing or empty split stops the run here, before anything of an earlier run is moved.
+    for split in (["train", "val"] if cfg.train else []) + (["test"] if cfg.test else []):
+        datamodule.dataset(split)
     checkpoint = load_fitting_checkpoint(cfg.get("ckpt_path"), model)
     set_aside_earlier_metrics(Path(cfg.paths.output_dir))  # the checks passed: the run starts
     keep_wandb_files_in(Path(cfg.paths.output_dir))

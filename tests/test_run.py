@@ -318,6 +318,19 @@ def test_testing_without_training_needs_a_checkpoint(tmp_path):
     assert not (tmp_path / "metrics.json").exists()
 
 
+def test_an_empty_validation_split_stops_the_run_before_anything_is_moved(tmp_path):
+    images = tmp_path / "images"
+    for i in range(4):
+        write_image(images / f"img{i}.png", np.full((40, 40, 3), i / 4, np.float32))
+    source = [f"data.source.root={images}", "data.source.val_fraction=0"]
+    cfg = tiny_config(tmp_path / "run", ["data=folder", *source])
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.json").write_text("{}\n")  # an earlier run's: left as it is
+    with pytest.raises(FileNotFoundError, match=r"images \(val split\) holds no image files"):
+        train(cfg)
+    assert (tmp_path / "run" / "metrics.json").is_file()
+
+
 def test_a_test_split_without_readable_images_stops_the_run_before_training(tmp_path):
     images = tmp_path / "images"
     for i in range(4):

@@ -552,6 +552,13 @@ def test_cifar10_rejects_a_non_cifar_pickle(cifar_root):
         Cifar10(str(cifar_root))
 
 
+def test_cifar10_truncated_batch_names_the_file_and_layout(cifar_root):
+    batch = cifar_root / "cifar-10-batches-py" / "data_batch_3"
+    batch.write_bytes(batch.read_bytes()[:1000])  # an interrupted extraction
+    with pytest.raises(ValueError, match=r"data_batch_3 is not a readable CIFAR-10 .*layout"):
+        Cifar10(str(cifar_root))
+
+
 # --- CelebA -----------------------------------------------------------------------------
 
 
@@ -583,6 +590,13 @@ def test_celeba_split_by_partition(celeba_root):
     names = {name: [Path(n).name for n in quiet_split(source, name).names] for name in SPLITS}
     assert names["val"] == ["000004.jpg", "000005.jpg"]
     assert names["test"] == ["000006.jpg", "000008.jpg"]
+
+
+def test_celeba_split_without_images_names_the_partition_file(celeba_root):
+    partition = celeba_root / "list_eval_partition.txt"
+    partition.write_text(partition.read_text().replace(" 1\n", " 0\n"))  # no val lines
+    with pytest.raises(FileNotFoundError, match=r"CelebA val split \('1' lines of .*list_eval"):
+        CelebA(str(celeba_root)).split("val")
 
 
 def test_celeba_center_crop(celeba_root):
@@ -655,6 +669,13 @@ def test_paris_street_view_missing_folder_names_the_layout(paris_root):
         path.unlink()
     (paris_root / "paris_eval_gt").rmdir()
     with pytest.raises(FileNotFoundError, match="paris_eval_gt"):
+        ParisStreetView(str(paris_root))
+
+
+def test_paris_street_view_with_one_training_photo_names_its_folder(paris_root):
+    for path in sorted((paris_root / "paris_train_original").iterdir())[1:]:
+        path.unlink()
+    with pytest.raises(FileNotFoundError, match=r"paris_train_original holds 1 images"):
         ParisStreetView(str(paris_root))
 
 

@@ -56,7 +56,8 @@ class ArrayImages(Sequence):
 
 class FileImages(Sequence):
     """Image files read on demand. Files whose header is unreadable are dropped once, with
-    one warning; one that fails to decode later is replaced by the next, warning each time."""
+    one warning; one that fails to decode later is replaced by the next, with a warning (shown
+    once per file and process, as Python shows a repeated warning)."""
 
     def __init__(self, paths: Sequence[Path], description: str, center_crop: int | None = None):
         paths = list(paths)
@@ -64,6 +65,8 @@ class FileImages(Sequence):
         skipped = len(paths) - len(readable)
         missing = [p for p in paths if not p.is_file()] if skipped else []
         absent = f" ({len(missing)} missing, e.g. {missing[0]})" if missing else ""
+        if not paths:
+            raise FileNotFoundError(f"{description} holds no image files")
         if not readable:
             raise FileNotFoundError(
                 f"no readable image among {len(paths)} files of {description}{absent}"
@@ -228,8 +231,14 @@ class Cifar10:
 
     def _load(self, folder: Path, name: str) -> np.ndarray:
         path = _require(folder / name, self.layout)
-        with path.open("rb") as handle:
-            batch = pickle.load(handle, encoding="bytes")
+        try:
+            with path.open("rb") as handle:
+                batch = pickle.load(handle, encoding="bytes")
+        except (pickle.UnpicklingError, EOFError, ValueError) as error:
+            raise ValueError(
+                f"{path} is not a readable CIFAR-10 python batch ({error}; truncated?); "
+                f"expected layout: {self.layout}"
+            ) from None
         if b"data" not in batch:
             raise ValueError(f"{path} is not a CIFAR-10 python batch (no b'data' entry)")
         return np.asarray(batch[b"data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
@@ -264,10 +273,14 @@ class CelebA:
             if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
                 raise ValueError(f"{partition}:{number}: expected 'FILENAME 0|1|2', got {line!r}")
             self._paths[SPLITS[int(fields[1])]].append(images / fields[0])
-        self.center_crop = center_crop
+        self.center_crop, self.partition = center_crop, partition
 
     def split(self, name: str) -> FileImages:
-        return FileImages(self._paths[name], f"CelebA {name} split", center_crop=self.center_crop)
+        return FileImages(
+            self._paths[name],
+            f"CelebA {name} split ('{SPLITS.index(name)}' lines of {self.partition})",
+            center_crop=self.center_crop,
+        )
 
 
 class ParisStreetView:
@@ -280,7 +293,13 @@ class ParisStreetView:
 
     def __init__(self, root: str, val_size: int = 100, split_seed: int = 0):
         root_path = _require(Path(root), self.layout)
-        train = list_images(_require(root_path / "paris_train_original", self.layout))
+        train_folder = _require(root_path / "paris_train_original", self.layout)
+        train = list_images(train_folder)
+        if len(train) < 2:
+            raise FileNotFoundError(
+                f"{train_folder} holds {len(train)} images: training and its validation "
+                f"hold-out need at least 2; expected layout: {self.layout}"
+            )
         test = list_images(_require(root_path / "paris_eval_gt", self.layout))
         train, val = _seeded_split(train, min(val_size, len(train) // 2), split_seed)
         self._paths = {"train": train, "val": val, "test": test}
