@@ -17,7 +17,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from inpaint.devices import slow_bf16
 from inpaint.models.base import STAGES
@@ -44,11 +44,11 @@ def sweep_name() -> str | None:
 OmegaConf.register_new_resolver("sweep_name", sweep_name, replace=True)
 
 
-def unique(*lists) -> list:
+def unique(*lists) -> ListConfig:
     """The items of several lists, each once, in order (W&B tags from several keys); a
-    string is one item, null none."""
+    string is one item, null none. A ListConfig, so that a resolved config can hold it."""
     items = [[entry] if isinstance(entry, str) else entry or [] for entry in lists]
-    return list(dict.fromkeys(item for entries in items for item in entries))
+    return ListConfig(list(dict.fromkeys(item for entries in items for item in entries)))
 
 
 OmegaConf.register_new_resolver("unique", unique, replace=True)

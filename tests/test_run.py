@@ -15,6 +15,7 @@ import pytest
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from inpaint.config import compose_config, config_names
 from inpaint.data.images import is_readable_image, read_pixels, write_image
@@ -380,6 +381,8 @@ def test_wandb_tags_name_the_task_data_and_mask_then_the_configs_tags(monkeypatc
     cfg.tags = None
     assert list(cfg.logger.wandb.tags) == tags[:3]
     cfg.tags = "mine"  # tags=mine on the command line: one tag, not four letters
+    assert list(cfg.logger.wandb.tags) == [*tags[:3], "mine"]
+    OmegaConf.resolve(cfg.logger)  # as `--cfg job --resolve` does: the value must be storable
     assert list(cfg.logger.wandb.tags) == [*tags[:3], "mine"]
 
 

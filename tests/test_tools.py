@@ -24,6 +24,7 @@ def test_preview_writes_a_grid_and_prints_hole_statistics_within_bounds(tmp_path
         "count=50",
         "rows=4",
         f"hydra.run.dir={tmp_path}",
+        "hydra/job_logging=disabled",  # a user's logging choice replaces the project's whole
         timeout=120,
     )
     grid = cv2.imread(str(tmp_path / "preview.png"))
