@@ -78,15 +78,19 @@ def bucket_names(width: float) -> list[str]:
 
 # -- samples ---------------------------------------------------------------------------
 def config_or_stored(cfg: DictConfig, key: str, stored: dict) -> dict:
-    """The data or mask config given on the command line, else the checkpoint's own."""
-    if cfg.get(key) is not None:
-        return OmegaConf.to_container(cfg[key], resolve=True)
+    """The data or mask config given on the command line (`data=NAME`), else the
+    checkpoint's own, with any keys given as `+data.KEY=VALUE` replaced (a moved data root)."""
+    given = cfg.get(key)
+    if given is not None and "_target_" in given:
+        return OmegaConf.to_container(given, resolve=True)
     if not stored.get(key):
         raise ValueError(
             f"the checkpoint stores no {key} config (written before inpaint.run kept it): "
             f"give {key}=NAME"
         )
-    return stored[key]
+    if given is None:
+        return stored[key]
+    return OmegaConf.to_container(OmegaConf.merge(stored[key], given), resolve=True)
 
 
 def split_samples(dataset) -> Iterator[Sample]:

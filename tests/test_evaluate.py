@@ -24,7 +24,8 @@ from inpaint.data.images import list_images, read_image, write_image, write_pixe
 from inpaint.data.mask_files import MaskFiles, read_mask
 from inpaint.data.masks import SquareMask
 from inpaint.data.sources import SamplePhotos
-from inpaint.evaluate import bucket_of, evaluate, folder_samples
+from inpaint.evaluate import bucket_names, bucket_of, evaluate, folder_samples
+from inpaint.inference import Inpainter
 from inpaint.models.metrics import MAX_PSNR
 from tests.conftest import run_module
 
@@ -348,6 +349,20 @@ def test_seed_null_is_refused_by_name(tmp_path, trained_checkpoint, data):
     key = "seed" if data == "images" else "data.seed"  # the data module's own key
     with pytest.raises(Exception, match=rf"(^|'){key}=None: give an integer seed"):
         evaluate(cfg)
+
+
+def test_keys_given_with_plus_change_the_checkpoints_own_data_and_masks(
+    tmp_path, trained_checkpoint
+):
+    """`+data.source.root=DIR` for a moved data set; the stored config keeps the rest."""
+    checkpoint = trained_checkpoint("unet")
+    stored = Inpainter.from_checkpoint(checkpoint).trained_with["data"]
+    cfg = evaluate_config(
+        tmp_path, checkpoint, "+data.eval_length=3", "+mask.min_ratio=0.3", "baselines=[]"
+    )
+    report = evaluate(cfg)
+    assert report["samples"] == 3 != stored["eval_length"]
+    assert all(bucket in ("all", *bucket_names(0.1)[3:]) for bucket in report["buckets"])
 
 
 def test_missing_checkpoint_is_named(tmp_path):
