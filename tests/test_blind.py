@@ -226,9 +226,11 @@ def test_resuming_with_other_stages_frozen_is_refused_by_name(tmp_path):
     assert "test/psnr" in train(tiny_config(tmp_path / "run", tested, model="blind"))
 
 
-@pytest.mark.parametrize("trained, resumed", [("mpn", "[mpn]"), ("[mpn,epn]", "[epn,mpn]")])
+@pytest.mark.parametrize(
+    "trained, resumed", [("mpn", "[mpn]"), ("[mpn,epn]", "[epn,mpn]"), ("null", "[]")]
+)
 def test_resuming_with_the_same_stages_frozen_goes_on(tmp_path, trained, resumed):
-    """The same stages, however written (`freeze=mpn` is stored as the string)."""
+    """The same stages, however written (`freeze=mpn` is stored as the string; null is none)."""
     run = tmp_path / "run"
     train(tiny_config(run, ["experiment=blind", "~logger", f"model.freeze={trained}"], "blind"))
     last = run / "checkpoints" / "last.ckpt"

@@ -195,6 +195,25 @@ class LinearGAN(GANModule):
         return {"loss": (fake["output"] - 3).square().mean()}
 
 
+def test_each_parameter_group_is_clipped_to_its_own_norm():
+    """The composite's stages share one optimizer, a group each: a small stage's gradient
+    must not shrink with the largest's."""
+    sgd = partial(torch.optim.SGD, lr=0.0)
+    model = LinearGAN(nn.Linear(4, 4), nn.Linear(4, 1), sgd, sgd, {}, gradient_clip_val=1.0)
+    large, small = nn.Linear(4, 4), nn.Linear(4, 4)
+    for layer, scale in ((large, 10.0), (small, 0.1)):
+        for parameter in layer.parameters():
+            parameter.grad = torch.full_like(parameter, scale)
+    optimizer = torch.optim.SGD([{"params": large.parameters()}, {"params": small.parameters()}])
+    before = torch.nn.utils.get_total_norm([p.grad for p in small.parameters()]).item()
+    model.on_before_optimizer_step(optimizer)
+    norms = [
+        torch.nn.utils.get_total_norm([p.grad for p in layer.parameters()]).item()
+        for layer in (large, small)
+    ]
+    assert norms == pytest.approx([1.0, before], rel=1e-5)
+
+
 def test_gradients_are_clipped_at_their_true_norm_under_a_loss_scaler():
     """With 16-mixed a GradScaler multiplies the loss; the clip must see unscaled gradients."""
     from lightning.pytorch.plugins.precision import MixedPrecision

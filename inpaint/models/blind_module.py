@@ -49,6 +49,13 @@ STAGE_KEYS = {
 STAGE_KEYS["ipn"] = STAGE_KEYS["epn"]
 
 
+def freeze_list(freeze) -> list[str]:
+    """`model.freeze` as a list: `mpn` on the command line is one stage, null none."""
+    if freeze is None:
+        return []
+    return [freeze] if isinstance(freeze, str) else list(freeze)
+
+
 class BlindInpainter(GANModule):
     """The three networks chained, trained in one of `MODES` (see the module docstring).
 
@@ -135,8 +142,7 @@ class BlindInpainter(GANModule):
             )
         for stage, path in checkpoints.items():
             self.load_stage(stage, path)
-        if isinstance(freeze, str):  # model.freeze=mpn on the command line
-            freeze = [freeze]
+        freeze = freeze_list(freeze)
         unknown = set(freeze) - set(stages)
         if unknown:
             raise ValueError(f"model.freeze names stages not in mode {mode}: {sorted(unknown)}")
@@ -150,8 +156,7 @@ class BlindInpainter(GANModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Resumed training restores the optimisers, which hold a parameter group per trained
         stage: a checkpoint trained with other stages frozen cannot go on (testing it can)."""
-        trained = checkpoint.get("hyper_parameters", {}).get("freeze", ())
-        trained = [trained] if isinstance(trained, str) else list(trained)
+        trained = freeze_list(checkpoint.get("hyper_parameters", {}).get("freeze"))
         fitting = self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING
         if fitting and set(trained) != set(self.frozen):
             raise ValueError(

@@ -110,9 +110,13 @@ class GANModule(InpaintingModule):
 
     def on_before_optimizer_step(self, optimizer) -> None:
         """Clip here, not before `optimizer.step()`: Lightning calls this hook after a 16-mixed
-        loss scaler has unscaled the gradients, so the clip sees their true norm."""
+        loss scaler has unscaled the gradients, so the clip sees their true norm. Each
+        parameter group (network) is clipped to its own norm: one optimizer holds all of the
+        composite's stages, and a joint norm would shrink a small stage's gradient with the
+        largest's."""
         if self.gradient_clip_val:
-            self.clip_gradients(optimizer, self.gradient_clip_val, gradient_clip_algorithm="norm")
+            for group in optimizer.param_groups:
+                nn.utils.clip_grad_norm_(group["params"], self.gradient_clip_val)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         # A second optimizer is absent where every discriminator is frozen: the generator
