@@ -103,8 +103,13 @@ def test_nothing_to_find_and_nothing_found_scores_one():
     assert masks.compute()["mask_iou"].item() == masks.compute()["mask_f1"].item() == 1.0
     edges = EdgeMetrics()
     edges.update(clean, clean, torch.ones_like(clean))  # a hole without edges, none drawn
+    assert edges.compute()["edge_f1"].item() == 1.0
+    target = clean.clone()
+    target[..., 4, :] = 1.0  # edges to find, none drawn: precision is not a free 1
+    edges = EdgeMetrics()
+    edges.update(clean, target, torch.ones_like(clean))
     values = edges.compute()
-    assert [values[f"edge_{k}"].item() for k in ("precision", "recall", "f1")] == [1.0] * 3
+    assert [values[f"edge_{k}"].item() for k in ("precision", "recall", "f1")] == [0.0] * 3
     false_alarm = MaskMetrics()
     false_alarm.update(clean + 0.9, clean)
     assert false_alarm.compute()["mask_iou"].item() == false_alarm.compute()["mask_f1"].item() == 0
@@ -182,11 +187,15 @@ def test_a_nan_output_makes_the_means_nan_rather_than_dropping_the_image():
     masks.update(output[:, :1], mask)
     values = masks.compute()
     assert torch.isnan(values["mask_bce"]) and torch.isnan(values["mask_mae"])
+    # IoU counts the NaN image's pixels as not found, the other's as they are.
+    found = (output[1:, :1] > 0.5).sum().item()
+    assert values["mask_iou"].item() == pytest.approx(found / mask.sum().item())
 
 
 def test_mask_bce_is_pytorchs():
     probability, mask = torch.rand(2, 1, 8, 8), (torch.rand(2, 1, 8, 8) > 0.5).float()
     probability[0, 0, 0, 0], mask[0, 0, 0, 0] = 0.0, 1.0  # log(0): clamped at -100 alike
+    probability[0, 0, 0, 1], mask[0, 0, 0, 1] = 1.0, 1.0  # log(1 - 1) alike, not 0 * -inf
     metrics = MaskMetrics()
     metrics.update(probability, mask)
     expected = nn.functional.binary_cross_entropy(probability, mask, reduction="none")

@@ -2,10 +2,12 @@
 
 Each group updates per batch, computes one dict per epoch and is reduced across ranks by
 torchmetrics, in float32 whatever the precision. A NaN output gives NaN means, which
-ModelCheckpoint ranks worst, rather than dropping the image. PSNR, SSIM, L1, BCE and MAE are
+ModelCheckpoint ranks worst, rather than dropping the image; in IoU, F1, precision and recall
+it is a pixel not found. PSNR, SSIM, L1, BCE and MAE are
 means of per-image values (neither a batch's size nor an image's weighs them); IoU, F1,
-precision and recall count the pixels of all images together, and are 1 where there is
-nothing to find and nothing is found (0 / 0: a clean image, in inpaint.evaluate).
+precision and recall count the pixels of all images together. IoU and F1 are 1 where there
+is nothing to find and nothing is found (0 / 0: a clean image, in inpaint.evaluate);
+precision with nothing found and recall with nothing to find are 0.
 """
 
 from __future__ import annotations
@@ -148,8 +150,11 @@ class MaskMetrics(PixelFidelity):
         bce -= (1 - mask) * (1 - probability).log().clamp_min(-100)
         self.bce.update(per_image_mean(bce))
         binary = (mask >= 0.5).long()
-        self.iou.update(probability, binary)
-        self.f1.update(probability, binary)
+        # A NaN pixel counts as not found; left in, it would make torchmetrics read the whole
+        # batch as logits.
+        found = probability.nan_to_num(0.0)
+        self.iou.update(found, binary)
+        self.f1.update(found, binary)
         self.mae.update(per_image_mean((probability - mask).abs()))
 
 
@@ -163,14 +168,14 @@ class EdgeMetrics(PixelFidelity):
 
     def __init__(self):
         super().__init__()
-        self.precision = BinaryPrecision(threshold=0.5, zero_division=1)
-        self.recall = BinaryRecall(threshold=0.5, zero_division=1)
+        self.precision = BinaryPrecision(threshold=0.5)
+        self.recall = BinaryRecall(threshold=0.5)
         self.f1 = BinaryF1Score(threshold=0.5, zero_division=1)
 
     def accumulate(self, edges: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> None:
         super().accumulate(edges, target)
         hole = mask >= 0.5
         if hole.any():
-            predicted, true = edges[hole], (target[hole] >= 0.5).long()
+            predicted, true = edges[hole].nan_to_num(0.0), (target[hole] >= 0.5).long()
             for metric in (self.precision, self.recall, self.f1):
                 metric.update(predicted, true)
