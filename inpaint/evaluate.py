@@ -90,7 +90,9 @@ def config_or_stored(cfg: DictConfig, key: str, stored: dict) -> dict:
         )
     if given is None:
         return stored[key]
-    return OmegaConf.to_container(OmegaConf.merge(stored[key], given), resolve=True)
+    # Resolved in the whole config first: `+data.source.root=${paths.data_dir}/x` needs it.
+    changes = OmegaConf.to_container(given, resolve=True)
+    return OmegaConf.to_container(OmegaConf.merge(stored[key], changes), resolve=True)
 
 
 def split_samples(dataset) -> Iterator[Sample]:
@@ -132,28 +134,32 @@ def named(paths: list[str]) -> str:
 MIN_SIDE = 6
 
 
-def check_folder(root: Path, paths: list[Path], masks: MaskFiles | None, scored: int) -> None:
+def check_folder(
+    root: Path, paths: list[Path], masks: MaskFiles | None, scored: int, fills: bool = False
+) -> None:
     """Every image is an image (its header, as a cheap check), each of the first `scored`
-    decodes whole, is at least MIN_SIDE px on a side and has a readable mask file of its size:
-    checked before any scoring, so a long run cannot fail at its last image."""
+    (every image, when they are all `fills` of holes) decodes whole, the scored ones are at
+    least MIN_SIDE px on a side and have a readable mask file of their size: checked before
+    any scoring, so a long run cannot fail at its last image."""
     unreadable = [str(path.relative_to(root)) for path in paths if not is_readable_image(path)]
     if unreadable:
         raise UnreadableImageError(
             f"{len(unreadable)} of {len(paths)} files in images={root} are not readable "
             f"images (remove or replace them): {named(unreadable)}"
         )
+    decoded = paths if fills else paths[:scored]
     shapes, broken = {}, []
-    for path in paths[:scored]:
+    for path in decoded:
         try:
             shapes[path] = read_pixels(path).shape
         except UnreadableImageError:
             broken.append(str(path.relative_to(root)))
     if broken:
         raise UnreadableImageError(
-            f"{len(broken)} of {scored} images in images={root} do not decode whole "
+            f"{len(broken)} of {len(decoded)} images in images={root} do not decode whole "
             f"(truncated or damaged; remove or replace them): {named(broken)}"
         )
-    small = [str(p.relative_to(root)) for p, shape in shapes.items() if min(shape[:2]) < MIN_SIDE]
+    small = [str(p.relative_to(root)) for p in paths[:scored] if min(shapes[p][:2]) < MIN_SIDE]
     if small:
         raise ValueError(
             f"{len(small)} of {scored} images in images={root} are under {MIN_SIDE} px on a "
@@ -198,7 +204,8 @@ def samples(cfg: DictConfig, stored: dict) -> tuple[Iterator[Sample], int]:
                 "one: give more images or another mask.fill (zeros, ones, colour, noise)"
             )
         scored = min(len(paths), cfg.limit or len(paths))
-        check_folder(root, paths, mask if isinstance(mask, MaskFiles) else None, scored)
+        masks = mask if isinstance(mask, MaskFiles) else None
+        check_folder(root, paths, masks, scored, fills=mask.fill == "image")
         return folder_samples(root, paths, mask, require_seed(cfg.seed, "seed")), len(paths)
     if isinstance(mask, MaskFiles):
         raise ValueError("mask=files matches masks to whole images by name: give images=DIR")

@@ -394,6 +394,8 @@ def test_tiny_image_size_empty_batches_or_no_seed_are_rejected(photos):
         InpaintDataModule(photos, LineMask(), batch_size=0)
     with pytest.raises(ValueError, match=r"data.seed=None: give an integer seed"):
         InpaintDataModule(photos, LineMask(), seed=None)  # seed=null
+    with pytest.raises(ValueError, match=r"data.seed=True: give an integer seed"):
+        InpaintDataModule(photos, LineMask(), seed=True)  # not 1
 
 
 def test_sample_photos_train_and_test_are_disjoint(photos):

@@ -24,7 +24,7 @@ from inpaint.data.images import list_images, read_image, write_image, write_pixe
 from inpaint.data.mask_files import MaskFiles, read_mask
 from inpaint.data.masks import SquareMask
 from inpaint.data.sources import SamplePhotos
-from inpaint.evaluate import bucket_names, bucket_of, evaluate, folder_samples
+from inpaint.evaluate import bucket_names, bucket_of, check_folder, evaluate, folder_samples
 from inpaint.inference import Inpainter
 from inpaint.models.metrics import MAX_PSNR
 from tests.conftest import run_module
@@ -280,18 +280,40 @@ def test_unreadable_images_are_named_before_any_image_is_scored(
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("name", ["metrics.json", "panel.png"])
 def test_a_folder_holding_earlier_results_is_refused_before_scoring(
-    tmp_path, photo_folder, trained_checkpoint, no_scoring
+    tmp_path, photo_folder, trained_checkpoint, no_scoring, name
 ):
-    """A training run's folder, or an earlier evaluation's: its metrics.json stays as it is."""
+    """A training run's folder, or an earlier evaluation's: its files stay as they are."""
     images, _ = photo_folder
-    earlier = tmp_path / "out" / "metrics.json"
+    earlier = tmp_path / "out" / name
     earlier.parent.mkdir()
-    earlier.write_text('{"test/psnr": 20.0}\n')
+    earlier.write_text("earlier\n")
     cfg = evaluate_config(tmp_path, trained_checkpoint("unet"), f"images={images}", "mask=medium")
-    with pytest.raises(FileExistsError, match=r"out already holds metrics.json of an earlier"):
+    with pytest.raises(FileExistsError, match=rf"out already holds {name} of an earlier"):
         evaluate(cfg)
-    assert earlier.read_text() == '{"test/psnr": 20.0}\n'
+    assert earlier.read_text() == "earlier\n"
+
+
+def test_results_of_a_run_that_finished_first_in_the_same_folder_are_kept(tmp_path):
+    """Two evaluations begun in one second share the default folder."""
+    (tmp_path / "metrics.json").write_text("first\n")
+    with pytest.raises(FileExistsError):
+        evaluate_module.write_outputs(tmp_path, {}, [], 128)
+    assert (tmp_path / "metrics.json").read_text() == "first\n"
+
+
+def test_the_up_front_checks_decode_the_images_scored_or_used_as_fills(tmp_path):
+    for name, shape in (("a.png", (6, 80)), ("b.png", (80, 6)), ("c.png", (80, 5))):
+        write_pixels(tmp_path / name, np.zeros((*shape, 3), np.uint8))
+    whole = (tmp_path / "a.png").read_bytes()
+    (tmp_path / "d.png").write_bytes(whole[: len(whole) // 2])  # its header reads
+    paths = list_images(tmp_path)
+    check_folder(tmp_path, paths, None, scored=2)  # 6 px is enough; c, d not scored
+    with pytest.raises(ValueError, match=r"1 of 3 images .* under 6 px .*: c\.png$"):
+        check_folder(tmp_path, paths, None, scored=3)
+    with pytest.raises(ValueError, match=r"1 of 4 images .* do not decode whole .*: d\.png$"):
+        check_folder(tmp_path, paths, None, scored=2, fills=True)  # any image may fill a hole
 
 
 def test_a_mask_folder_that_is_the_image_folder_is_refused(
@@ -358,7 +380,12 @@ def test_keys_given_with_plus_change_the_checkpoints_own_data_and_masks(
     checkpoint = trained_checkpoint("unet")
     stored = Inpainter.from_checkpoint(checkpoint).trained_with["data"]
     cfg = evaluate_config(
-        tmp_path, checkpoint, "+data.eval_length=3", "+mask.min_ratio=0.3", "baselines=[]"
+        tmp_path,
+        checkpoint,
+        "+data.eval_length=${panel_rows}",  # resolved in the whole config
+        "panel_rows=3",
+        "+mask.min_ratio=0.3",
+        "baselines=[]",
     )
     report = evaluate(cfg)
     assert report["samples"] == 3 != stored["eval_length"]

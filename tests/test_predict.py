@@ -93,6 +93,8 @@ def test_inputs_with_a_colour_profile_are_named_in_a_warning(trained_checkpoint,
     for name, space in (("srgb.png", "sRGB"), ("other.png", "LAB")):  # sRGB: no change shown
         profile = ImageCms.ImageCmsProfile(ImageCms.createProfile(space)).tobytes()
         Image.fromarray(photos()["rgb.jpg"]).save(source / name, icc_profile=profile)
+    whole = (source / "other.png").read_bytes()
+    (source / "truncated.png").write_bytes(whole[: len(whole) // 2])  # fails: no result to name
     with caplog.at_level(logging.WARNING):
         run(trained_checkpoint("unet"), source, tmp_path / "out")
     assert re.search(r"1 inputs embed an ICC colour profile \(\S*other\.png\) ", caplog.text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 import warnings
 from pathlib import Path
@@ -10,10 +11,11 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
-from PIL import Image, ImageOps
+from PIL import Image, ImageCms, ImageOps
 
 from inpaint.data.images import (
     UnreadableImageError,
+    has_colour_profile,
     is_readable_image,
     list_images,
     read_image,
@@ -227,6 +229,28 @@ def test_read_missing_and_corrupt_files(tmp_path):
     with pytest.raises(UnreadableImageError, match="empty.png"):
         read_image(empty)
     assert not is_readable_image(corrupt) and not is_readable_image(empty)
+
+
+def profile_bytes(space: str, description: bool = True) -> bytes:
+    data = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile(space)).tobytes())
+    if not description:  # rename the 'desc' tag of the ICC tag table
+        for entry in range(int.from_bytes(data[128:132], "big")):
+            start = 132 + 12 * entry
+            if data[start : start + 4] == b"desc":
+                data[start : start + 4] = b"zzzz"
+    assert ImageCms.ImageCmsProfile(io.BytesIO(bytes(data))).profile
+    return bytes(data)
+
+
+def test_colour_profiles_other_than_srgb_are_found(tmp_path):
+    pixels = Image.fromarray(np.zeros((8, 8, 3), np.uint8))
+    cases = {"none": None, "srgb": profile_bytes("sRGB"), "lab": profile_bytes("LAB")}
+    cases["nameless"] = profile_bytes("sRGB", description=False)  # unknown: maybe not sRGB
+    found = {}
+    for name, profile in cases.items():
+        pixels.save(tmp_path / f"{name}.png", **({"icc_profile": profile} if profile else {}))
+        found[name] = has_colour_profile(tmp_path / f"{name}.png")
+    assert found == {"none": False, "srgb": False, "lab": True, "nameless": True}
 
 
 def test_to_float_rgb_handles_depths_and_channels():
@@ -552,9 +576,10 @@ def test_cifar10_rejects_a_non_cifar_pickle(cifar_root):
         Cifar10(str(cifar_root))
 
 
-def test_cifar10_truncated_batch_names_the_file_and_layout(cifar_root):
+@pytest.mark.parametrize("kept", [1000, 0])  # an interrupted extraction; an empty file
+def test_cifar10_truncated_batch_names_the_file_and_layout(cifar_root, kept):
     batch = cifar_root / "cifar-10-batches-py" / "data_batch_3"
-    batch.write_bytes(batch.read_bytes()[:1000])  # an interrupted extraction
+    batch.write_bytes(batch.read_bytes()[:kept])
     with pytest.raises(ValueError, match=r"data_batch_3 is not a readable CIFAR-10 .*layout"):
         Cifar10(str(cifar_root))
 
@@ -673,8 +698,11 @@ def test_paris_street_view_missing_folder_names_the_layout(paris_root):
 
 
 def test_paris_street_view_with_one_training_photo_names_its_folder(paris_root):
-    for path in sorted((paris_root / "paris_train_original").iterdir())[1:]:
+    for path in sorted((paris_root / "paris_train_original").iterdir())[2:]:
         path.unlink()
+    source = ParisStreetView(str(paris_root))  # two: one to train on, one to validate
+    assert len(quiet_split(source, "train")) == len(quiet_split(source, "val")) == 1
+    next((paris_root / "paris_train_original").iterdir()).unlink()
     with pytest.raises(FileNotFoundError, match=r"paris_train_original holds 1 images"):
         ParisStreetView(str(paris_root))
 

@@ -72,7 +72,7 @@ def has_colour_profile(path: str | Path) -> bool:
         if not icc:
             return False
         profile = ImageCms.ImageCmsProfile(io.BytesIO(icc)).profile
-        return "srgb" not in profile.profile_description.lower()
+        return "srgb" not in (profile.profile_description or "").lower()
     except (OSError, ValueError, Image.DecompressionBombError, ImageCms.PyCMSError):
         return False
 
