@@ -73,12 +73,7 @@ class MaskFiles:
             (taken if beside else named_alike).append(candidate)
         if named_alike:
             return named_alike[0]
-        others = (
-            f"; {', '.join(c.name for c in taken)} would be the mask of the image of that name "
-            f"beside it"
-            if taken
-            else ""
-        )
+        others = "".join(f"; {c.name} would be the mask of the image beside it" for c in taken)
         raise FileNotFoundError(
             f"no mask for image {relative} in {self.root}: expected {own}, {own}.png or "
             f"{folder / relative.stem}.<another image suffix>{others}"

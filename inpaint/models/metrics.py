@@ -1,13 +1,13 @@
 """Metric groups: images (PSNR, SSIM, hole PSNR, L1), masks (BCE, IoU, F1, ...) and edges.
 
 Each group updates per batch, computes one dict per epoch and is reduced across ranks by
-torchmetrics, in float32 whatever the precision. A NaN output gives NaN means, which
+torchmetrics, in float32 whatever the precision. PSNR, SSIM, L1, BCE and MAE are means of
+per-image values (neither a batch's size nor an image's weighs them); IoU, F1, precision and
+recall count the pixels of all images together. IoU and F1 are 1 where there is nothing to
+find and nothing is found (0 / 0: a clean image, in inpaint.evaluate); precision with nothing
+found and recall with nothing to find are 0. A NaN output gives NaN means, which
 ModelCheckpoint ranks worst, rather than dropping the image; in IoU, F1, precision and recall
-it is a pixel not found. PSNR, SSIM, L1, BCE and MAE are
-means of per-image values (neither a batch's size nor an image's weighs them); IoU, F1,
-precision and recall count the pixels of all images together. IoU and F1 are 1 where there
-is nothing to find and nothing is found (0 / 0: a clean image, in inpaint.evaluate);
-precision with nothing found and recall with nothing to find are 0.
+it is a pixel not found.
 """
 
 from __future__ import annotations
