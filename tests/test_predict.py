@@ -276,6 +276,15 @@ def test_results_inside_the_input_folder_are_not_taken_for_inputs(trained_checkp
     assert sorted(p.name for p in source.rglob("*.png")) == ["a.png", "a.png", "b.png"]
 
 
+def test_its_logs_go_under_the_log_dir_in_single_runs_and_sweeps():
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(PREDICT_CONF_DIR), version_base="1.3"):
+        cfg = compose("predict", ["paths.log_dir=/logs"], return_hydra_config=True)
+    assert cfg.hydra.run.dir.startswith("/logs/predict/runs/")
+    assert cfg.hydra.sweep.dir.startswith("/logs/predict/multiruns/")  # not ./multirun
+
+
 def test_refuses_configs_that_cannot_work(trained_checkpoint, tmp_path, monkeypatch):
     write_photos(tmp_path / "in", {"a.png": photos()["rgb.jpg"]})
     ipn = trained_checkpoint("ipn")
