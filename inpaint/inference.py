@@ -111,9 +111,10 @@ class Inpainter:
         module = instantiate(config, _convert_="all")
         weights = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("vgg.")}
         module.load_state_dict(weights)
-        edges_config = (stored.get("data") or {}).get("edges")
-        edges = instantiate(edges_config) if edges_config else None
-        inpainter = cls(module, edges=edges, **kwargs)
+        if "edges" not in kwargs:  # the Canny settings it trained with, unless given
+            edges_config = (stored.get("data") or {}).get("edges")
+            kwargs["edges"] = instantiate(edges_config) if edges_config else None
+        inpainter = cls(module, **kwargs)
         inpainter.trained_with = stored
         return inpainter
 
@@ -162,6 +163,12 @@ class Inpainter:
         """
         if mask is None and self.needs_mask:
             raise ValueError(f"a {self.kind} model needs a mask: give one per image")
+        wanted = (damaged.shape[0], 1, *damaged.shape[-2:])
+        if mask is not None and tuple(mask.shape) != wanted:
+            raise ValueError(
+                f"masks must be (B, 1, H, W) = {wanted} for images {tuple(damaged.shape)}, "
+                f"got {tuple(mask.shape)}"
+            )
         height, width = damaged.shape[-2:]
         x = self._pad(damaged.float().to(self.device))
         given = None if mask is None else self._pad(mask.float().to(self.device))

@@ -6,7 +6,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from inpaint.data.edges import to_gray
+from inpaint.data.edges import EdgeDetector, to_gray
 from inpaint.inference import Inpainter, load_checkpoint
 from tests.conftest import tiny_config
 
@@ -15,6 +15,19 @@ def tiny_module(tmp_path, experiment: str):
     cfg = tiny_config(tmp_path, [f"experiment={experiment}"], model=experiment)
     torch.manual_seed(0)
     return instantiate(cfg.model, _convert_="all").eval()
+
+
+def test_masks_of_another_shape_than_the_images_are_refused(tmp_path):
+    inpainter = Inpainter(tiny_module(tmp_path, "ipn"))
+    damaged = torch.rand(2, 3, 20, 28)
+    for shape in ((2, 1, 24, 32), (1, 1, 20, 28), (2, 20, 28)):  # padded, one for two, no C
+        with pytest.raises(ValueError, match=r"masks must be \(B, 1, H, W\) = \(2, 1, 20, 28\)"):
+            inpainter(damaged, torch.zeros(shape))
+
+
+def test_a_given_edge_detector_replaces_the_checkpoints(tmp_path, trained_checkpoint):
+    detector = EdgeDetector(method="kornia")
+    assert Inpainter.from_checkpoint(trained_checkpoint("ipn"), edges=detector).edges is detector
 
 
 def test_a_given_grey_mask_is_painted_wherever_it_is_above_zero(tmp_path):
@@ -65,8 +78,11 @@ def test_images_smaller_than_a_network_takes_are_padded_up_to_it(tmp_path, size)
     assert module.generator["epn"].min_size == 12 and inpainter.multiple == 8
     assert inpainter.min_side == 16
     damaged = torch.rand(2, 3, *size)
+    # An untrained MPN predicts about the same everywhere: split it at its mean.
+    inpainter.intact_below = inpainter(damaged)["mask"].mean().item()
     result = inpainter(damaged)
     assert result["output"].shape == damaged.shape
     assert result["mask"].shape == result["edges"].shape == (2, 1, *size)
     keep = (result["mask"] < inpainter.intact_below).expand_as(damaged)
+    assert keep.any()
     assert torch.equal(result["output"][keep], damaged[keep])
