@@ -17,7 +17,7 @@ from torchmetrics.functional.image import (
 )
 
 from inpaint.data.images import to_uint8, write_image
-from inpaint.models.metrics import hole_psnr
+from inpaint.models.metrics import MAX_PSNR, hole_psnr
 from inpaint.visual import image_grid
 
 
@@ -61,7 +61,8 @@ class WandbTestTable(Callback):
     """Logs a `wandb.Table` of per-image test metrics with thumbnails (damaged, output).
 
     Uses the columns each module's test step returns: `output` and `image` give PSNR,
-    SSIM and hole PSNR; `predicted_mask` and `mask` give the mask IoU.
+    SSIM and hole PSNR; `predicted_mask` and `mask` give the mask IoU. The EPN returns
+    neither: its rows hold the damaged thumbnail and the hole ratio alone.
     """
 
     def __init__(self, max_rows: int = 256):
@@ -86,13 +87,17 @@ class WandbTestTable(Callback):
                     batch["mask"][i : i + 1],
                 )
                 row["output"] = wandb.Image(_hwc(outputs["output"][i]))
-                row["psnr"] = peak_signal_noise_ratio(
-                    output.float(), image.float(), data_range=1.0
-                ).item()
+                psnr = peak_signal_noise_ratio(output.float(), image.float(), data_range=1.0)
+                row["psnr"] = min(psnr.item(), MAX_PSNR)  # capped, as the logged mean's
                 row["ssim"] = structural_similarity_index_measure(
                     output.float(), image.float(), data_range=1.0
                 ).item()
-                row["psnr_hole"] = hole_psnr(output.float(), image.float(), mask.float()).item()
+                # No hole, no hole PSNR: the logged mean leaves such images out too.
+                row["psnr_hole"] = (
+                    hole_psnr(output.float(), image.float(), mask.float()).item()
+                    if mask.sum() > 0
+                    else None
+                )
             if "predicted_mask" in outputs:
                 predicted, mask = outputs["predicted_mask"][i] >= 0.5, batch["mask"][i] >= 0.5
                 union = (predicted | mask).sum().item()

@@ -186,6 +186,25 @@ def run_cli(run_dir, *overrides, env=None):
     return wandb_run
 
 
+def test_per_image_rows_cap_psnr_and_leave_out_the_hole_psnr_of_an_image_without_hole(
+    monkeypatch,
+):
+    """The rules of the logged means: PSNR capped at MAX_PSNR, hole-free images left out."""
+    from inpaint import callbacks
+    from inpaint.models.metrics import MAX_PSNR, hole_psnr
+
+    monkeypatch.setattr(callbacks, "wandb_loggers", lambda trainer: ["a W&B logger"])
+    image, mask = torch.rand(2, 3, 16, 16), torch.zeros(2, 1, 16, 16)
+    mask[1, :, 4:8, 4:8] = 1
+    output = image * (1 - mask)  # the first image exact, the second's hole black
+    table = callbacks.WandbTestTable()
+    outputs = {"damaged": output, "output": output, "image": image}
+    table.on_test_batch_end(None, None, outputs, {"index": torch.tensor([0, 1]), "mask": mask}, 0)
+    exact, holed = table.rows
+    assert exact["psnr"] == MAX_PSNR and exact["psnr_hole"] is None
+    assert holed["psnr_hole"] == pytest.approx(hole_psnr(output[1:], image[1:], mask[1:]).item())
+
+
 def test_cli_run_logs_to_csv_and_offline_wandb_with_panels_and_table(tmp_path):
     run_dir, home = tmp_path / "run", tmp_path / "home"
     home.mkdir()
