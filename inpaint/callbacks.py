@@ -11,13 +11,10 @@ import torch
 from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
-from torchmetrics.functional.image import (
-    peak_signal_noise_ratio,
-    structural_similarity_index_measure,
-)
+from torchmetrics.functional.image import structural_similarity_index_measure
 
 from inpaint.data.images import to_uint8, write_image
-from inpaint.models.metrics import MAX_PSNR, hole_psnr
+from inpaint.models.metrics import capped_psnr, hole_psnr
 from inpaint.visual import image_grid
 
 
@@ -87,8 +84,7 @@ class WandbTestTable(Callback):
                     batch["mask"][i : i + 1],
                 )
                 row["output"] = wandb.Image(_hwc(outputs["output"][i]))
-                psnr = peak_signal_noise_ratio(output.float(), image.float(), data_range=1.0)
-                row["psnr"] = min(psnr.item(), MAX_PSNR)  # capped, as the logged mean's
+                row["psnr"] = capped_psnr(output.float(), image.float()).item()
                 row["ssim"] = structural_similarity_index_measure(
                     output.float(), image.float(), data_range=1.0
                 ).item()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import (
     BinaryF1Score,
@@ -42,6 +43,14 @@ def hole_psnr(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
 def hole_l1(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean absolute error per image over the damaged pixels, weighted by the mask."""
     return _hole_mean((prediction - target).abs(), mask)
+
+
+def capped_psnr(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """PSNR per image of (B, C, H, W) maps in [0, 1], capped at MAX_PSNR."""
+    per_image = peak_signal_noise_ratio(
+        prediction, target, data_range=1.0, reduction="none", dim=(1, 2, 3)
+    )
+    return per_image.clamp_max(MAX_PSNR)
 
 
 def per_image_mean(error: torch.Tensor) -> torch.Tensor:
@@ -100,10 +109,7 @@ class PixelFidelity(MetricGroup):
 
     def accumulate(self, prediction: torch.Tensor, target: torch.Tensor) -> None:
         prediction = prediction.clamp(0, 1)
-        per_image = peak_signal_noise_ratio(
-            prediction, target, data_range=1.0, reduction="none", dim=(1, 2, 3)
-        )
-        self.psnr.update(per_image.clamp_max(MAX_PSNR))
+        self.psnr.update(capped_psnr(prediction, target))
         self.ssim.update(prediction, target)
 
 
@@ -144,11 +150,9 @@ class MaskMetrics(PixelFidelity):
 
     def accumulate(self, probability: torch.Tensor, mask: torch.Tensor) -> None:
         super().accumulate(probability, mask)
-        # PyTorch's BCE, written out so that a NaN map gives NaN rather than a range error;
-        # logs clamped at -100 as there.
-        bce = -(mask * probability.log().clamp_min(-100))
-        bce -= (1 - mask) * (1 - probability).log().clamp_min(-100)
-        self.bce.update(per_image_mean(bce))
+        # NaN pixels give NaN, where PyTorch's BCE would raise a range error.
+        bce = F.binary_cross_entropy(probability.nan_to_num(0.5), mask, reduction="none")
+        self.bce.update(per_image_mean(bce.where(~probability.isnan(), torch.nan)))
         binary = (mask >= 0.5).long()
         # A NaN pixel counts as not found; left in, it would make torchmetrics read the whole
         # batch as logits.
