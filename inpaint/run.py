@@ -85,6 +85,20 @@ def keep_wandb_files_in(run_dir: Path) -> None:
 
 
 @rank_zero_only
+def record_job(cfg: DictConfig, run_dir: Path) -> None:
+    """Write Hydra's record of the job, `.hydra/config.yaml`, `hydra.yaml` and
+    `overrides.yaml`, as Hydra would before the job (`hydra.output_subdir` is null so that
+    the job chooses when). Outside a Hydra job (tests, notebooks) there is none to write."""
+    if not HydraConfig.initialized():
+        return
+    folder = run_dir / ".hydra"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    (folder / "hydra.yaml").write_text(OmegaConf.to_yaml(HydraConfig.instance().cfg))
+    (folder / "overrides.yaml").write_text(OmegaConf.to_yaml(HydraConfig.get().overrides.task))
+
+
+@rank_zero_only
 def write_metrics(path: Path, metrics: dict[str, float]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
@@ -119,6 +133,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     Writes the test metrics to `metrics.json`; returns them with the metrics logged at the
     end of training (the last validation's), for sweepers that optimise a validation metric.
     """
+    run_dir = Path(cfg.paths.output_dir)
+    # A new folder gets its record at once, so that inpaint.tables counts a job refused
+    # below as failed; an earlier run's record is replaced only once the checks pass.
+    earlier_record = (run_dir / ".hydra").exists()
+    if not earlier_record:
+        record_job(cfg, run_dir)
     if not cfg.train and not cfg.get("ckpt_path"):
         raise ValueError("train=false tests a trained model: give ckpt_path=CKPT")
     L.seed_everything(cfg.seed, workers=True)
@@ -136,8 +156,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     for split in (["train", "val"] if cfg.train else []) + (["test"] if cfg.test else []):
         datamodule.dataset(split)
     checkpoint = load_fitting_checkpoint(cfg.get("ckpt_path"), model)
-    set_aside_earlier_metrics(Path(cfg.paths.output_dir))  # the checks passed: the run starts
-    keep_wandb_files_in(Path(cfg.paths.output_dir))
+    # The checks passed: the run starts.
+    if earlier_record:
+        record_job(cfg, run_dir)
+    set_aside_earlier_metrics(run_dir)
+    keep_wandb_files_in(run_dir)
     loggers: list[Logger] = instantiate_group(cfg.get("logger"), wandb_run_of(checkpoint))
     if checkpoint:
         continue_csv_curves(loggers, batches_trained(checkpoint) if cfg.train else None)
@@ -152,7 +175,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     metrics: dict[str, float] = {}
     if cfg.train and cfg.get("ckpt_path"):
-        warn_if_resumed_elsewhere(Path(cfg.ckpt_path), Path(cfg.paths.output_dir))
+        warn_if_resumed_elsewhere(Path(cfg.ckpt_path), run_dir)
     if cfg.train:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         metrics |= {k: float(v) for k, v in trainer.callback_metrics.items()}
@@ -165,7 +188,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         test_metrics = {
             k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")
         }
-        write_metrics(Path(cfg.paths.output_dir) / "metrics.json", test_metrics)
+        write_metrics(run_dir / "metrics.json", test_metrics)
         metrics |= test_metrics
     for logger in loggers:
         if isinstance(logger, WandbLogger):

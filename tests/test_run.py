@@ -246,6 +246,7 @@ def test_a_resumed_sweep_job_continues_its_wandb_run_and_group(tmp_path):
     run_module("inpaint.run", *tiny, "seed=1", *resume)
     runs = sorted(path.name.rsplit("-", 1)[1] for path in (job / "wandb").glob("offline-run-*"))
     assert runs == [run_id, run_id]
+    assert f"ckpt_path={last}" in (job / ".hydra" / "overrides.yaml").read_text()
     resumed = torch.load(last, weights_only=False)
     assert resumed["epoch"] == 1 and resumed["wandb_group"] == "a_sweep"  # read from W&B
 
@@ -497,6 +498,30 @@ def test_a_run_stopped_by_sigterm_exits_non_zero(tmp_path):
     assert result.returncode == 128 + signal.SIGTERM, result.stderr[-2000:]
     assert "stopped by SIGTERM; resume with ckpt_path=" in result.stdout + result.stderr
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_a_refused_command_leaves_the_hydra_record_of_the_run_in_its_folder(tmp_path):
+    """Hydra writes `.hydra/` before the job: a refused command replaced the record of the
+    run in that folder, which inpaint.tables reads. A new folder is recorded at once (tables
+    counts the refused job as failed), an earlier record only once the checks pass."""
+
+    def refused(*overrides):
+        tiny = ["debug=fast", "~logger", "data.image_size=32", *TINY_MODELS["unet"]]
+        result = subprocess.run(
+            [sys.executable, "-m", "inpaint.run", *tiny, f"hydra.run.dir={tmp_path}", *overrides],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 1 and "does not log it" in result.stderr, result.stderr
+        return {path.name: path.read_text() for path in (tmp_path / ".hydra").iterdir()}
+
+    first = refused("callbacks.model_checkpoint.monitor=val/nope")
+    assert sorted(first) == ["config.yaml", "hydra.yaml", "overrides.yaml"]
+    assert "callbacks.model_checkpoint.monitor=val/nope" in first["overrides.yaml"]
+    assert "monitor: val/nope" in first["config.yaml"]
+    assert refused("optimized_metric=val/other") == first
 
 
 def test_a_weights_file_is_not_taken_for_a_checkpoint(tmp_path):
