@@ -29,7 +29,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from inpaint.baselines import BASELINES, inpaint_classical
-from inpaint.data.damage import damage, make_fill
+from inpaint.data.damage import damage, make_fill, other_index
 from inpaint.data.dataset import require_seed, split_key
 from inpaint.data.images import (
     UnreadableImageError,
@@ -118,9 +118,8 @@ def folder_samples(root: Path, paths: list[Path], mask, seed: int) -> Iterator[S
         else:
             hole = mask(rng, *image.shape[:2])
         other = None
-        if mask.fill == "image":  # another image: the image itself would leave it undamaged
-            drawn = int(rng.integers(0, len(paths) - 1))
-            other_path = paths[drawn + (drawn >= index)]
+        if mask.fill == "image":
+            other_path = paths[other_index(index, len(paths), rng)]
             other = cv2.resize(read_image(other_path), image.shape[1::-1])
         fill = make_fill(mask.fill, rng, image.shape, other)
         yield Sample(str(relative), image, hole, damage(image, hole, fill))

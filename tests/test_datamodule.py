@@ -171,6 +171,26 @@ def test_image_fill_draws_another_crop(folder):
     assert np.all(np.diff(levels[..., 1], axis=0) == STEP)
 
 
+@pytest.mark.parametrize("train", [False, True])
+def test_image_fill_comes_from_another_photo_of_the_split(train):
+    """A crop of the photo itself could leave the hole undamaged (a photo of the crop's size,
+    as in CIFAR-10): with two photos, every fill is the other one's."""
+    photos = [coordinate_image(tag, size=32).astype(np.float32) / 255 for tag in (1, 2)]
+    mask = SquareMask(fill="image", side=(0.5, 0.5))
+    dataset = InpaintingDataset(photos, mask, image_size=32, train=train, length=24)
+    for sample in map(dataset.__getitem__, range(len(dataset))):
+        image_tag = int(round(sample["image"][2, 0, 0].item() * 255))
+        hole = sample["mask"][0] == 1
+        fill_tags = set(np.rint(sample["damaged"][2][hole].numpy() * 255).astype(int).tolist())
+        assert fill_tags == {20 + 40 - image_tag}  # tags 1 and 2: blue 20 and 40
+
+
+def test_image_fill_refuses_a_split_of_one_photo():
+    mask = SquareMask(fill="image")
+    with pytest.raises(ValueError, match="mask.fill=image .* the val split holds one"):
+        InpaintingDataset([coordinate_image(1)], mask, image_size=32, train=False, split="val")
+
+
 def test_evaluation_crops_come_from_the_split_images(folder):
     module = folder_module(folder)
     for split in ("val", "test"):

@@ -29,6 +29,13 @@ def make_fill(
     raise ValueError(f"unknown fill {kind!r}; expected zeros, ones, colour, noise or image")
 
 
+def other_index(own: int, count: int, rng: np.random.Generator) -> int:
+    """One of `count` (at least 2) items other than `own`, uniformly: the fill `image` comes
+    from another photo, as a crop of the photo itself could leave the hole undamaged."""
+    drawn = int(rng.integers(0, count - 1))
+    return drawn + (drawn >= own)
+
+
 def damage(image: np.ndarray, mask: np.ndarray, fill: np.ndarray) -> np.ndarray:
     """Blend `fill` into `image` (H, W, 3) by the mask (H, W) in [0, 1]."""
     weight = mask[:, :, None]

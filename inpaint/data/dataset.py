@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset
 
-from inpaint.data.damage import damage, make_fill
+from inpaint.data.damage import damage, make_fill, other_index
 from inpaint.data.edges import EdgeDetector
 from inpaint.data.masks import MaskGenerator
 
@@ -53,6 +53,12 @@ class InpaintingDataset(Dataset):
     ):
         if len(images) == 0:
             raise ValueError(f"the {split} split holds no images")
+        if mask.fill == "image" and len(images) < 2:
+            raise ValueError(
+                f"mask.fill=image fills each hole from another photo of the split, and the "
+                f"{split} split holds one: give more photos or another mask.fill "
+                "(zeros, ones, colour, noise)"
+            )
         self.images, self.mask, self.size = images, mask, int(image_size)
         self.train, self.seed, self.split = train, seed, split
         self.length = int(length) if length else len(images)
@@ -94,14 +100,15 @@ class InpaintingDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = self._rng(index)
-        image = self._transform(self.crop, self.images[self._image_index(index, rng)], rng)
+        image_index = self._image_index(index, rng)
+        image = self._transform(self.crop, self.images[image_index], rng)
         if self.flip is not None:
             image = self._transform(self.flip, image, rng)
         mask = self.mask(rng, self.size, self.size)
         other = None
         if self.mask.fill == "image":
-            other_index = int(rng.integers(0, len(self.images)))
-            other = self._transform(self.crop, self.images[other_index], rng)
+            other_image = self.images[other_index(image_index, len(self.images), rng)]
+            other = self._transform(self.crop, other_image, rng)
         fill = make_fill(self.mask.fill, rng, image.shape, other)
         damaged = damage(image, mask, fill)
         sample = {
