@@ -57,6 +57,27 @@ def test_a_given_mask_replaces_the_predicted_one(tmp_path):
     assert torch.equal(inpainter(damaged, mask)["output"], output)
 
 
+def test_the_image_discriminator_trains_the_chain_by_its_painting_not_by_its_condition(
+    tmp_path,
+):
+    """The predicted mask and edges condition the image discriminator: its verdict reaches
+    the MPN and EPN through the painted output only, not by changing what it is shown."""
+    model, _ = blind_model(tmp_path, [])
+    image = torch.rand(2, 3, 32, 32)
+    batch = {
+        "image": image,
+        "mask": (torch.rand(2, 1, 32, 32) > 0.8).float(),
+        "gray": image.mean(1, keepdim=True),
+        "edge": (torch.rand(2, 1, 32, 32) > 0.9).float(),
+    }
+    fake = model.run_chain(image)
+    shown = {key: fake[key].detach().requires_grad_() for key in ("output", "mask", "edges")}
+    terms = model.generator_loss(batch, {**fake, **shown}, adversarial=True)
+    terms["image_adversarial"].backward()
+    assert shown["output"].grad.abs().sum() > 0
+    assert shown["mask"].grad is None and shown["edges"].grad is None
+
+
 @pytest.mark.parametrize("experiment", ["joint_epn_mpn", "blind"])
 def test_each_mode_trains_end_to_end_and_writes_its_metrics(experiment, tmp_path):
     cfg = tiny_config(tmp_path, [f"experiment={experiment}"], model=experiment)

@@ -293,7 +293,10 @@ class BlindInpainter(GANModule):
                 + self.l1_refined_weight * terms["l1_refined"]
             )
             if adversarial:
-                judged = self._judge_image(fake["output"], fake["mask"], fake["edges"])
+                # The mask and edges are the verdict's condition: the chain is judged by
+                # its painting (through which they still learn), not by changing them.
+                condition = fake["mask"].detach(), fake["edges"].detach()
+                judged = self._judge_image(fake["output"], *condition)
                 terms["image_adversarial"] = generator_adversarial_loss(
                     self.image_adversarial, judged
                 )
