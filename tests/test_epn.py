@@ -165,11 +165,10 @@ def test_discriminator_logits_and_features(size):
     base = 8
     h, w = size
     logits, features = PatchDiscriminator(base=base)(torch.rand(3, 2, h, w))
-    assert len(features) == 4
     expected = [(base, h // 2, w // 2), (2 * base, h // 4, w // 4), (4 * base, h // 8, w // 8)]
-    expected.append((8 * base, h // 8 - 1, w // 8 - 1))
+    expected += [(8 * base, h // 8 - 1, w // 8 - 1), (1, h // 8 - 2, w // 8 - 2)]
     assert [tuple(f.shape) for f in features] == [(3, *e) for e in expected]
-    assert logits.shape == (3, 1, h // 8 - 2, w // 8 - 2)
+    assert features[-1] is logits  # feature matching includes the output map (EdgeConnect)
     assert logits.min() < 0 < logits.max()  # raw logits, not probabilities
 
 

@@ -42,11 +42,12 @@ def split_halves(judged):
 class GANModule(InpaintingModule):
     """Subclasses implement `generate`, `discriminator_loss` and `generator_loss`.
 
-    `adversarial_start_epoch` > 0 trains the generator on its reconstruction terms alone
-    (and leaves the discriminator untouched) for that many epochs. `gradient_clip_val`
-    clips each network's gradient norm before its step. Lightning counts every optimiser
-    step in `global_step`: two per batch while the discriminator trains, so
-    `trainer.max_steps` stops a GAN after half as many batches as a U-Net.
+    `adversarial_start_epoch` > 0 leaves out the adversarial terms, and the discriminator's
+    step, for that many epochs: the IPN trains on its L1 terms alone; the EPN, which has no
+    reconstruction term, on feature matching against its untrained discriminator.
+    `gradient_clip_val` clips each network's gradient norm before its step. Lightning
+    counts every optimiser step in `global_step`: two per batch while the discriminator
+    trains, so `trainer.max_steps` stops a GAN after half as many batches as a U-Net.
     """
 
     def __init__(

@@ -191,9 +191,10 @@ class EdgeGenerator(nn.Module):
 class PatchDiscriminator(nn.Module):
     """70x70 PatchGAN: C64(s2)-C128(s2)-C256(s2)-C512(s1)-C1(s1), 4x4 kernels, padding 1.
 
-    Returns raw logits (B, 1, h, w), one per overlapping 70x70 patch, and the activations
-    of the first four layers for the feature-matching loss. Instance norm (norm="instance")
-    sits on the three middle layers only; spectral norm, when enabled, on all five convs.
+    Returns raw logits (B, 1, h, w), one per overlapping 70x70 patch, and the maps of all
+    five layers, the logits last, for the feature-matching loss (as EdgeConnect). Instance
+    norm (norm="instance") sits on the three middle layers only; spectral norm, when
+    enabled, on all five convs.
     """
 
     min_size = 24  # three halvings, then two 4x4 convolutions that each take a pixel off
@@ -237,4 +238,5 @@ class PatchDiscriminator(nn.Module):
         for layer in self.layers:
             x = layer(x)
             features.append(x)
-        return self.head(x), features
+        logits = self.head(x)
+        return logits, [*features, logits]
