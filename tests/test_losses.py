@@ -42,15 +42,16 @@ def test_balanced_bce_costs_missing_the_hole_as_much_as_flagging_everything_else
     )
 
 
-def test_mask_loss_gives_binary_masks_bce_and_grey_masks_l1():
+def test_mask_loss_gives_binary_masks_bce_and_grey_masks_l1_by_their_share_of_samples():
     binary = ten_percent_hole()
     grey = torch.full((1, 1, 10, 10), 0.3)
-    logits = torch.randn(2, 1, 10, 10, generator=torch.Generator().manual_seed(1))
-    expected = class_balanced_bce(logits[:1], binary) + F.l1_loss(torch.sigmoid(logits[1:]), grey)
-    loss = mask_loss(logits, torch.cat([binary, grey]))
-    assert loss.item() == pytest.approx(expected.item())
-    assert mask_loss(logits[1:], grey, l1_weight=2.0).item() == pytest.approx(
-        2 * F.l1_loss(torch.sigmoid(logits[1:]), grey).item()
+    logits = torch.randn(4, 1, 10, 10, generator=torch.Generator().manual_seed(1))
+    targets = torch.cat([binary, binary, binary, grey])
+    bce = class_balanced_bce(logits[:3], targets[:3])
+    expected = 3 / 4 * bce + 1 / 4 * F.l1_loss(torch.sigmoid(logits[3:]), grey)
+    assert mask_loss(logits, targets).item() == pytest.approx(expected.item())
+    assert mask_loss(logits[3:], grey, l1_weight=2.0).item() == pytest.approx(
+        2 * F.l1_loss(torch.sigmoid(logits[3:]), grey).item()
     )
 
 

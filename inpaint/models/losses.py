@@ -64,14 +64,19 @@ def is_binary(mask: torch.Tensor) -> torch.Tensor:
 
 
 def mask_loss(logits: torch.Tensor, target: torch.Tensor, l1_weight: float = 1.0) -> torch.Tensor:
-    """Class-balanced BCE for binary masks, L1 on probabilities for continuous (grey) masks."""
+    """Class-balanced BCE for binary masks, L1 on probabilities for continuous (grey) masks,
+    each weighted by its share of the batch's samples: a sample counts alike whatever else
+    its batch holds (a mean of the two means gave one grey mask among 15 binary ones the
+    weight of 15)."""
     logits, target = _fp32(logits, target)
     binary = is_binary(target)
+    share = binary.float().mean()
     loss = logits.new_zeros(())
     if binary.any():
-        loss = loss + class_balanced_bce(logits[binary], target[binary])
+        loss = loss + share * class_balanced_bce(logits[binary], target[binary])
     if (~binary).any():
-        loss = loss + l1_weight * F.l1_loss(torch.sigmoid(logits[~binary]), target[~binary])
+        grey = F.l1_loss(torch.sigmoid(logits[~binary]), target[~binary])
+        loss = loss + (1 - share) * l1_weight * grey
     return loss
 
 
