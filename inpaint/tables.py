@@ -5,7 +5,8 @@ and writes `tables.md`, `table1.csv`, `table2.csv` and `tables.png` (a bar chart
 sweep folder, or into `--output`. Several seeds of one (experiment, data set) become
 mean and standard deviation; jobs of one (experiment, data set) that differ in another
 setting (the experiment file included), or repeat a seed, are refused rather than
-averaged. A job without `metrics.json` is reported as failed; the jobs of the sweep (its
+averaged. A job without `metrics.json`, or without a finite value of its row's metrics
+(a run that diverged writes NaN), is reported as failed; the jobs of the sweep (its
 `multirun.yaml`) that have no folder (killed before they started, or still queued) and jobs
 of a task in neither table are listed too.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,6 +173,25 @@ def check_repeats(jobs: list[Job]) -> None:
                 )
 
 
+def failure(job: Job, keys: tuple[str, ...]) -> str | None:
+    """Why a job gives its cell no numbers (no metrics.json, a key missing or not finite: a
+    run that diverged writes NaN), or None."""
+    if job.metrics is None:
+        return "no metrics.json"
+    for key in keys:
+        if key not in job.metrics:
+            return f"metrics.json lacks {key}"
+        if not math.isfinite(job.metrics[key]):
+            return f"{key} is {job.metrics[key]}"
+    return None
+
+
+def row_keys(job: Job) -> tuple[str, ...]:
+    """The metrics its row in Table 1 or 2 reports (both tables report an EPN alike)."""
+    label_and_keys = TABLE1.get(job.experiment) or TABLE2.get(job.experiment)
+    return label_and_keys[1:] if label_and_keys else ()
+
+
 def build_table(jobs: list[Job], rows: dict) -> tuple[list[str], dict[str, dict[str, Cell]]]:
     """Rows in the paper's order, a Cell per data set, only for rows that ran."""
     datasets = sorted({job.data for job in jobs if job.experiment in rows})
@@ -178,7 +199,7 @@ def build_table(jobs: list[Job], rows: dict) -> tuple[list[str], dict[str, dict[
     for experiment, (label, psnr_key, ssim_key) in rows.items():
         for job in (j for j in jobs if j.experiment == experiment):
             cell = table.setdefault(label, {}).setdefault(job.data, Cell())
-            if job.metrics is None or psnr_key not in job.metrics:
+            if failure(job, (psnr_key, ssim_key)):
                 cell.failed += 1
             else:
                 cell.psnr.append(job.metrics[psnr_key])
@@ -272,7 +293,9 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
             f"({sorted({*TABLE1, *TABLE2})}); the jobs' task_name: "
             f"{sorted({job.experiment for job in jobs})}"
         )
-    notes = [f"- failed (no metrics.json): {job.folder}" for job in jobs if job.metrics is None]
+    notes = [
+        f"- failed ({why}): {job.folder}" for job in jobs if (why := failure(job, row_keys(job)))
+    ]
     notes += [
         f"- in neither table (task_name={job.experiment}): {job.folder}"
         for job in jobs

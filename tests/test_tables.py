@@ -210,6 +210,25 @@ def test_a_job_run_with_seed_null_counts_as_failed(tmp_path):
     assert (row["runs"], row["failed"]) == ("3", "1")
 
 
+def test_jobs_with_a_metric_missing_or_not_finite_count_as_failed_and_are_named(tmp_path):
+    """A diverged run writes NaN (the standard deviation of two NaNs raised), a run tested on
+    no batch writes no key (it was counted as failed, but named nowhere)."""
+    sweep = epn_sweep(tmp_path / "sweep")
+    for index, metrics in (
+        (0, {"test/edge_psnr": float("nan"), "test/edge_ssim": 0.5}),
+        (1, {"test/edge_psnr": 20.0}),
+    ):
+        (sweep / str(index) / "metrics.json").write_text(json.dumps(metrics))
+    written = tables.main([str(sweep), "--output", str(tmp_path)])
+    (row,) = list(csv.DictReader(written["table2"].open()))
+    assert (row["runs"], row["failed"]) == ("1", "3")
+    assert float(row["psnr_mean"]) == EPN_RUNS[3][0]
+    markdown = written["markdown"].read_text()
+    assert f"- failed (test/edge_psnr is nan): {sweep / '0'}" in markdown
+    assert f"- failed (metrics.json lacks test/edge_ssim): {sweep / '1'}" in markdown
+    assert f"- failed (no metrics.json): {sweep / '3'}" in markdown
+
+
 def test_a_seed_given_as_a_plus_override_is_still_a_seed(tmp_path):
     """`+seed=N` (or `~seed`) picks a repeat like `seed=N`: the jobs are seeds of one setting."""
     sweep = epn_sweep(tmp_path / "sweep", lambda seed: ["experiment=epn", f"+seed={seed}"])
