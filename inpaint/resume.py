@@ -23,10 +23,15 @@ def load_fitting_checkpoint(ckpt_path: str | None, model: L.LightningModule) -> 
     if not ckpt_path:
         return {}
     path = Path(ckpt_path)
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"ckpt_path={ckpt_path} is a folder: give a checkpoint file in it, such as "
+            f"{path / 'last.ckpt'}"
+        )
     if not path.is_file():
         raise FileNotFoundError(f"ckpt_path={ckpt_path} does not exist")
     checkpoint = load_torch_file(path, "a checkpoint")
-    if "state_dict" not in checkpoint:
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ValueError(f"ckpt_path={path} is not a Lightning checkpoint (it has no state_dict)")
     try:
         model.load_state_dict(checkpoint["state_dict"])
@@ -89,7 +94,11 @@ def set_aside_earlier_metrics(output_dir: Path) -> None:
     place) must not leave those numbers to pass for its own if it stops before testing."""
     path = output_dir / "metrics.json"
     if path.is_file():
+        # metrics.earlier.json, then .2, .3, ...: a second rerun keeps the first's numbers.
         earlier = path.with_name("metrics.earlier.json")
+        number = 2
+        while earlier.exists():
+            earlier, number = path.with_name(f"metrics.earlier.{number}.json"), number + 1
         path.replace(earlier)
         log.warning("%s held an earlier run's test metrics: moved to %s", path, earlier)
 

@@ -334,9 +334,10 @@ def test_max_steps_counts_both_optimiser_steps_of_a_gan(tmp_path):
 
 
 def test_testing_without_training_needs_a_checkpoint(tmp_path):
+    (tmp_path / "metrics.json").write_text("{}\n")  # an earlier run's: left as it is
     with pytest.raises(ValueError, match="train=false tests a trained model: give ckpt_path"):
         train(tiny_config(tmp_path, ["train=false"]))
-    assert not (tmp_path / "metrics.json").exists()
+    assert (tmp_path / "metrics.json").read_text() == "{}\n"
 
 
 def test_an_empty_validation_split_stops_the_run_before_anything_is_moved(tmp_path):
@@ -381,6 +382,12 @@ def test_an_earlier_runs_metrics_are_set_aside_before_a_rerun(tmp_path):
         train(tiny_config(tmp_path, ["model.optimizer.lr=-1", "~logger"]))
     assert not (tmp_path / "metrics.json").exists()
     assert (tmp_path / "metrics.earlier.json").read_text() == earlier
+    # A second rerun keeps the first's numbers too.
+    (tmp_path / "metrics.json").write_text('{"test/psnr": 31.0}\n')
+    with pytest.raises(ValueError, match="Invalid learning rate"):
+        train(tiny_config(tmp_path, ["model.optimizer.lr=-1", "~logger"]))
+    assert (tmp_path / "metrics.earlier.json").read_text() == earlier
+    assert (tmp_path / "metrics.earlier.2.json").read_text() == '{"test/psnr": 31.0}\n'
 
 
 def test_wandb_tags_name_the_task_data_and_mask_then_the_configs_tags(monkeypatch):
@@ -524,11 +531,18 @@ def test_a_refused_command_leaves_the_hydra_record_of_the_run_in_its_folder(tmp_
     assert refused("optimized_metric=val/other") == first
 
 
-def test_a_weights_file_is_not_taken_for_a_checkpoint(tmp_path):
+@pytest.mark.parametrize("saved", ["weights", "tensor"])
+def test_a_weights_or_tensor_file_is_not_taken_for_a_checkpoint(tmp_path, saved):
     weights = tmp_path / "weights.pt"
-    torch.save(instantiate(tiny_config(tmp_path).model).state_dict(), weights)
+    model = instantiate(tiny_config(tmp_path).model)
+    torch.save(model.state_dict() if saved == "weights" else torch.zeros(3), weights)
     with pytest.raises(ValueError, match=r"weights.pt is not a Lightning checkpoint"):
         train(tiny_config(tmp_path / "run", [f"ckpt_path={weights}", "train=false"]))
+
+
+def test_a_folder_given_as_checkpoint_is_named_as_a_folder(tmp_path):
+    with pytest.raises(IsADirectoryError, match=r"ckpt_path=.* is a folder: .*last.ckpt"):
+        train(tiny_config(tmp_path / "run", [f"ckpt_path={tmp_path}", "train=false"]))
 
 
 def test_testing_an_earlier_checkpoint_in_place_keeps_every_earlier_row(tmp_path):
