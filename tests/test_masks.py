@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import warnings
 from pathlib import Path
 
@@ -329,7 +330,7 @@ def test_mixed_config_with_unknown_weight_raises():
 
 
 def test_mixed_without_positive_weight_raises():
-    with pytest.raises(ValueError, match="positive weight"):
+    with pytest.raises(ValueError, match="weights >= 0, one of them > 0"):
         MixedMask(components={"square": SquareMask()}, weights={"square": 0.0})
 
 
@@ -425,3 +426,29 @@ def test_line_length_is_a_fraction_of_the_diagonal():
     expected = fraction * np.hypot(size, size)
     assert max(lengths) <= expected + 2
     assert np.median(lengths) > 0.8 * expected, (np.median(lengths), expected)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            ["mask=square", "mask.count=[3,1]"],
+            r"SquareMask: count=\[3, 1\], expected \[low, high\]",
+        ),
+        (["mask=square", "mask.count=3"], r"SquareMask: count=3, expected \[low, high\]"),
+        (["mask=square", "mask.side=[0.5,1.5]"], r"side=\[0.5, 1.5\].*0 < low <= high <= 1"),
+        (["mask=square", "mask.side=[0,0.5]"], r"side=\[0, 0.5\].*0 < low"),
+        (["mask=lines", "mask.thickness=[0,2]"], r"LineMask: thickness=\[0, 2\].*1 <= low"),
+        (["mask=freeform", "mask.vertices=[0,3]"], r"FreeFormMask: vertices=.*1 <= low"),
+        (["mask=thick", "mask.box_prob=1.5"], r"IrregularMask: box_prob=1.5, expected 0 <="),
+        (["mask=greyscale", "mask.blur=[0,0]"], r"GreyscaleMask: blur=\[0, 0\].*0 < low"),
+        (["mask=greyscale", "mask.kinds.field=-1"], r"GreyscaleMask: kinds=.*weights >= 0"),
+        (["mask=blind", "mask.weights.square=-5"], r"MixedMask: weights=.*weights >= 0"),
+    ],
+)
+def test_a_bad_shape_parameter_is_refused_by_name_when_the_mask_is_built(overrides, message):
+    """At the first draw it failed in numpy or OpenCV ("low >= high"), naming no key."""
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    error = underlying_error(cfg.mask)
+    assert isinstance(error, ValueError) and re.search(message, str(error)), error

@@ -28,6 +28,27 @@ def _clip(value: float, low: float, high: float) -> float:
     return min(max(float(value), low), high)
 
 
+def _pair(owner: object, key: str, value, low: float, high: float = math.inf, above=False):
+    """A (low, high) range key, checked where it is set (`above`: its low end must exceed
+    `low`): a bad one would fail at the first draw, in numpy or OpenCV, naming no key."""
+    pair = tuple(value) if isinstance(value, Sequence) and not isinstance(value, str) else ()
+    fits = len(pair) == 2 and pair[0] <= pair[1] <= high
+    if not fits or pair[0] < low or (above and pair[0] == low):
+        bounds = f"{low} {'<' if above else '<='} low <= high"
+        bounds += f" <= {high}" if high < math.inf else ""
+        raise ValueError(f"{type(owner).__name__}: {key}={value!r}, expected [low, high], {bounds}")
+    return pair
+
+
+def _weights(owner: object, key: str, weights: Mapping[str, float]) -> dict[str, float]:
+    """Non-negative weights, one of them positive (probabilities once normalised)."""
+    if any(not weight >= 0 for weight in weights.values()) or not sum(weights.values()) > 0:
+        raise ValueError(
+            f"{type(owner).__name__}: {key}={dict(weights)}, expected weights >= 0, one of them > 0"
+        )
+    return dict(weights)
+
+
 def _uniform_int(rng: np.random.Generator, bounds: Sequence[int]) -> int:
     low, high = bounds
     return int(rng.integers(low, high + 1))
@@ -81,7 +102,10 @@ class SquareMask(MaskGenerator):
 
     def __init__(self, count=(1, 1), side=(0.2, 0.5), **kwargs):
         super().__init__(**kwargs)
-        self.count, self.side = tuple(count), tuple(side)
+        self.count, self.side = (
+            _pair(self, "count", count, 0),
+            _pair(self, "side", side, 0, 1, above=True),
+        )
 
     def draw(self, rng, height, width):
         mask = np.zeros((height, width), np.float32)
@@ -102,7 +126,8 @@ class LineMask(MaskGenerator):
 
     def __init__(self, count=(1, 10), length=(0.2, 1.0), thickness=(1, 3), reference=32, **kwargs):
         super().__init__(**kwargs)
-        self.count, self.length, self.thickness = tuple(count), tuple(length), tuple(thickness)
+        self.count, self.length = _pair(self, "count", count, 0), _pair(self, "length", length, 0)
+        self.thickness = _pair(self, "thickness", thickness, 1)
         self.reference = reference
 
     def draw(self, rng, height, width):
@@ -124,7 +149,11 @@ class FreeFormMask(MaskGenerator):
 
     def __init__(self, strokes=(1, 3), vertices=(4, 11), width=(12, 40), reference=256, **kwargs):
         super().__init__(**kwargs)
-        self.strokes, self.vertices, self.width = tuple(strokes), tuple(vertices), tuple(width)
+        self.strokes, self.vertices = (
+            _pair(self, "strokes", strokes, 0),
+            _pair(self, "vertices", vertices, 1),
+        )
+        self.width = _pair(self, "width", width, 1)
         self.reference = reference
 
     def draw(self, rng, height, width):
@@ -172,9 +201,19 @@ class IrregularMask(MaskGenerator):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.strokes, self.max_width, self.max_length = tuple(strokes), max_width, max_length
+        if not 0 <= box_prob <= 1:
+            raise ValueError(f"IrregularMask: box_prob={box_prob!r}, expected 0 <= box_prob <= 1")
+        self.strokes, self.max_width, self.max_length = (
+            _pair(self, "strokes", strokes, 0),
+            max_width,
+            max_length,
+        )
         self.max_angle, self.box_prob = max_angle, box_prob
-        self.boxes, self.box_side, self.reference = tuple(boxes), tuple(box_side), reference
+        self.boxes, self.box_side = (
+            _pair(self, "boxes", boxes, 0),
+            _pair(self, "box_side", box_side, 0),
+        )
+        self.reference = reference
 
     def draw(self, rng, height, width):
         mask = np.zeros((height, width), np.uint8)
@@ -229,10 +268,12 @@ class GreyscaleMask(MaskGenerator):
                 f"GreyscaleMask: unknown kinds {sorted(unknown)}; use field, blobs, uniform"
             )
         self.kind_names = list(kinds)
-        weights = np.asarray(list(kinds.values()), np.float64)
+        weights = np.asarray(list(_weights(self, "kinds", kinds).values()), np.float64)
         self.kind_probs = weights / weights.sum()
-        self.field_cells, self.blobs = tuple(field_cells), tuple(blobs)
-        self.blob_radius, self.blur = tuple(blob_radius), tuple(blur)
+        self.field_cells = _pair(self, "field_cells", field_cells, 1)
+        self.blobs = _pair(self, "blobs", blobs, 0)
+        self.blob_radius = _pair(self, "blob_radius", blob_radius, 0, above=True)
+        self.blur = _pair(self, "blur", blur, 0, above=True)
 
     def draw(self, rng, height, width):
         kind = self.kind_names[int(rng.choice(len(self.kind_names), p=self.kind_probs))]
@@ -265,7 +306,11 @@ class GreyscaleMask(MaskGenerator):
 
 
 class MixedMask(MaskGenerator):
-    """Draws from one of several generators, chosen by weight; its own ratio bounds apply too."""
+    """Draws from one of several generators, chosen by weight; its own ratio bounds apply too.
+
+    A draw outside those bounds is redrawn from a newly chosen generator: one that often
+    misses them is drawn less often than its weight says.
+    """
 
     def __init__(
         self, components: Mapping[str, MaskGenerator], weights: Mapping[str, float], **kwargs
@@ -274,6 +319,7 @@ class MixedMask(MaskGenerator):
         missing = set(weights) - set(components)
         if missing:
             raise ValueError(f"MixedMask: weights name unknown components {sorted(missing)}")
+        weights = _weights(self, "weights", weights)
         self.components = [components[name] for name in weights if weights[name] > 0]
         probs = np.asarray([weights[name] for name in weights if weights[name] > 0], np.float64)
         if probs.size == 0:
