@@ -89,7 +89,9 @@ def gram(features: torch.Tensor) -> torch.Tensor:
 def perceptual_and_style(
     real: list[torch.Tensor], fake: list[torch.Tensor]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """EdgeConnect's perceptual (L1 of VGG features) and style (L1 of Gram matrices) losses.
+    """Perceptual (L1 of VGG features) and style (L1 of Gram matrices) losses, after
+    EdgeConnect's; unlike its, both on the same layers and the whole image (its style loss
+    compares the hole only, on other layers), of ImageNet-normalised inputs.
 
     Outside autocast: there the Gram matrices' products would run in half precision, which
     overflows to inf in fp16 at 256 px.

@@ -15,7 +15,8 @@ from inpaint.torch_files import load_torch_file, state_dict_mismatch
 
 # torchvision's VGG19 "E" configuration: channels per conv, "M" for max pooling.
 VGG19_LAYERS = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M"]
-# ReLU outputs used by EdgeConnect's perceptual (relu1_1..relu5_1) and style losses.
+# ReLU outputs of EdgeConnect's perceptual loss (relu1_1..relu5_1), here used for the style
+# loss too (EdgeConnect's style loss takes relu2_2, relu3_4, relu4_4, relu5_2).
 FEATURE_LAYERS = {"relu1_1": 1, "relu2_1": 6, "relu3_1": 11, "relu4_1": 20, "relu5_1": 29}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
