@@ -25,8 +25,8 @@ def load_fitting_checkpoint(ckpt_path: str | None, model: L.LightningModule) -> 
     path = Path(ckpt_path)
     if path.is_dir():
         raise IsADirectoryError(
-            f"ckpt_path={ckpt_path} is a folder: give a checkpoint file in it, such as "
-            f"{path / 'last.ckpt'}"
+            f"ckpt_path={ckpt_path} is a folder: give a checkpoint file, such as a run's "
+            "checkpoints/last.ckpt"
         )
     if not path.is_file():
         raise FileNotFoundError(f"ckpt_path={ckpt_path} does not exist")

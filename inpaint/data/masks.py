@@ -102,10 +102,8 @@ class SquareMask(MaskGenerator):
 
     def __init__(self, count=(1, 1), side=(0.2, 0.5), **kwargs):
         super().__init__(**kwargs)
-        self.count, self.side = (
-            _pair(self, "count", count, 0),
-            _pair(self, "side", side, 0, 1, above=True),
-        )
+        self.count = _pair(self, "count", count, 0)
+        self.side = _pair(self, "side", side, 0, 1, above=True)
 
     def draw(self, rng, height, width):
         mask = np.zeros((height, width), np.float32)
@@ -149,10 +147,8 @@ class FreeFormMask(MaskGenerator):
 
     def __init__(self, strokes=(1, 3), vertices=(4, 11), width=(12, 40), reference=256, **kwargs):
         super().__init__(**kwargs)
-        self.strokes, self.vertices = (
-            _pair(self, "strokes", strokes, 0),
-            _pair(self, "vertices", vertices, 1),
-        )
+        self.strokes = _pair(self, "strokes", strokes, 0)
+        self.vertices = _pair(self, "vertices", vertices, 1)
         self.width = _pair(self, "width", width, 1)
         self.reference = reference
 
@@ -203,17 +199,10 @@ class IrregularMask(MaskGenerator):
         super().__init__(**kwargs)
         if not 0 <= box_prob <= 1:
             raise ValueError(f"IrregularMask: box_prob={box_prob!r}, expected 0 <= box_prob <= 1")
-        self.strokes, self.max_width, self.max_length = (
-            _pair(self, "strokes", strokes, 0),
-            max_width,
-            max_length,
-        )
-        self.max_angle, self.box_prob = max_angle, box_prob
-        self.boxes, self.box_side = (
-            _pair(self, "boxes", boxes, 0),
-            _pair(self, "box_side", box_side, 0),
-        )
-        self.reference = reference
+        self.strokes = _pair(self, "strokes", strokes, 0)
+        self.max_width, self.max_length, self.max_angle = max_width, max_length, max_angle
+        self.box_prob, self.boxes = box_prob, _pair(self, "boxes", boxes, 0)
+        self.box_side, self.reference = _pair(self, "box_side", box_side, 0), reference
 
     def draw(self, rng, height, width):
         mask = np.zeros((height, width), np.uint8)
@@ -322,8 +311,6 @@ class MixedMask(MaskGenerator):
         weights = _weights(self, "weights", weights)
         self.components = [components[name] for name in weights if weights[name] > 0]
         probs = np.asarray([weights[name] for name in weights if weights[name] > 0], np.float64)
-        if probs.size == 0:
-            raise ValueError("MixedMask: at least one component needs a positive weight")
         self.probs = probs / probs.sum()
 
     def draw(self, rng, height, width):
