@@ -73,13 +73,45 @@ def test_discriminator_steps_first_and_each_step_touches_only_its_network(experi
     assert all(own and not other for _, own, other in events)
 
 
-def test_warm_up_trains_the_generator_alone():
-    model, datamodule = build("ipn", ["model.adversarial_start_epoch=1"])
+@pytest.mark.parametrize("experiment", ["epn", "ipn"])
+def test_warm_up_trains_the_generator_alone_without_its_adversarial_term(experiment):
+    model, datamodule = build(experiment, ["model.adversarial_start_epoch=1"])
     discriminator = snapshot(model.discriminator)
     generator = snapshot(model.generator)
-    trainer(num_sanity_val_steps=0, limit_val_batches=0).fit(model, datamodule)
+    fit = trainer(num_sanity_val_steps=0, limit_val_batches=0)
+    fit.fit(model, datamodule)
     assert changed(generator, model.generator)
     assert not changed(discriminator, model.discriminator)
+    logged = {k for k in fit.callback_metrics if k.startswith("train/g_")}
+    assert "train/g_loss" in logged and "train/g_adversarial" not in logged
+
+
+def first_training_batch(datamodule) -> dict[str, torch.Tensor]:
+    datamodule.setup("fit")
+    return next(iter(datamodule.train_dataloader()))
+
+
+def test_epn_warm_up_loss_is_the_weighted_feature_matching_alone():
+    model, datamodule = build("epn", ["model.feature_matching_weight=7"])
+    batch = first_training_batch(datamodule)
+    terms = model.generator_loss(batch, model.generate(batch), adversarial=False)
+    assert "adversarial" not in terms
+    torch.testing.assert_close(terms["loss"], 7 * terms["feature_matching"])
+
+
+@pytest.mark.parametrize(
+    ("experiment", "term"),
+    [("epn", "feature_matching"), ("joint_epn_mpn", "edge_feature_matching")],
+)
+def test_feature_matching_trains_the_edge_generator(experiment, term):
+    """The real features are the target: the gradient reaches the generator through the fake
+    ones (detaching the wrong side gives the same value and none)."""
+    model, datamodule = build(experiment)
+    batch = first_training_batch(datamodule)
+    terms = model.generator_loss(batch, model.generate(batch), adversarial=False)
+    terms[term].backward()
+    generator = model.generator if experiment == "epn" else model.generator["epn"]
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in generator.parameters())
 
 
 @pytest.mark.parametrize("experiment", ["mpn", "epn", "ipn"])
