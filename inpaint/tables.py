@@ -100,8 +100,8 @@ def read_jobs(multirun: Path) -> list[Job]:
         jobs.append(
             Job(
                 folder,
-                str(config.task_name),
-                str(choices.data),
+                str(config.get("task_name")),
+                str(choices.get("data")),  # a predict run's has none: in neither table
                 config.get("seed"),
                 read_metrics(folder / "metrics.json"),
                 tuple(overrides),

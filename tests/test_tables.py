@@ -229,6 +229,34 @@ def test_jobs_with_a_metric_missing_or_not_finite_count_as_failed_and_are_named(
     assert f"- failed (no metrics.json): {sweep / '3'}" in markdown
 
 
+@pytest.mark.parametrize("experiment", ["mpn", "ipn", "joint_epn_mpn"])
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_a_not_finite_row_metric_of_every_experiment_is_named(tmp_path, experiment, value):
+    _, psnr_key, ssim_key = {**tables.TABLE1, **tables.TABLE2}[experiment]
+    fake_job(tmp_path / "0", experiment, 1, {psnr_key: value, ssim_key: 0.5})
+    fake_job(tmp_path / "1", experiment, 2, {psnr_key: 20.0, ssim_key: 0.8})
+    written = tables.main([str(tmp_path), "--output", str(tmp_path / "out")])
+    markdown = written["markdown"].read_text()
+    assert f"- failed ({psnr_key} is {value}): {tmp_path / '0'}" in markdown
+    assert "(1 failed)" in markdown
+
+
+def test_a_predict_run_beside_the_sweep_is_in_neither_table(tmp_path):
+    """inpaint.predict records its job in .hydra too, with no data group."""
+    sweep = epn_sweep(tmp_path / "sweep")
+    hydra = sweep / "predict" / ".hydra"
+    hydra.mkdir(parents=True)
+    (hydra / "config.yaml").write_text("task_name: predict\nckpt_path: x.ckpt\n")
+    (hydra / "hydra.yaml").write_text("hydra:\n  runtime:\n    choices:\n      device: auto\n")
+    (hydra / "overrides.yaml").write_text("- ckpt_path=x.ckpt\n")
+    written = tables.main([str(sweep), "--output", str(tmp_path)])
+    (row,) = list(csv.DictReader(written["table2"].open()))
+    assert (row["runs"], row["failed"]) == ("3", "1")
+    assert f"- in neither table (task_name=predict): {sweep / 'predict'}" in (
+        written["markdown"].read_text()
+    )
+
+
 def test_a_seed_given_as_a_plus_override_is_still_a_seed(tmp_path):
     """`+seed=N` (or `~seed`) picks a repeat like `seed=N`: the jobs are seeds of one setting."""
     sweep = epn_sweep(tmp_path / "sweep", lambda seed: ["experiment=epn", f"+seed={seed}"])
