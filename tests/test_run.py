@@ -388,6 +388,11 @@ def test_an_earlier_runs_metrics_are_set_aside_before_a_rerun(tmp_path):
         train(tiny_config(tmp_path, ["model.optimizer.lr=-1", "~logger"]))
     assert (tmp_path / "metrics.earlier.json").read_text() == earlier
     assert (tmp_path / "metrics.earlier.2.json").read_text() == '{"test/psnr": 31.0}\n'
+    (tmp_path / "metrics.json").write_text('{"test/psnr": 32.0}\n')  # and a third
+    with pytest.raises(ValueError, match="Invalid learning rate"):
+        train(tiny_config(tmp_path, ["model.optimizer.lr=-1", "~logger"]))
+    assert (tmp_path / "metrics.earlier.2.json").read_text() == '{"test/psnr": 31.0}\n'
+    assert (tmp_path / "metrics.earlier.3.json").read_text() == '{"test/psnr": 32.0}\n'
 
 
 def test_wandb_tags_name_the_task_data_and_mask_then_the_configs_tags(monkeypatch):
@@ -512,7 +517,7 @@ def test_a_refused_command_leaves_the_hydra_record_of_the_run_in_its_folder(tmp_
     run in that folder, which inpaint.tables reads. A new folder is recorded at once (tables
     counts the refused job as failed), an earlier record only once the checks pass."""
 
-    def refused(*overrides):
+    def refused(*overrides, reason="does not log it"):
         tiny = ["debug=fast", "~logger", "data.image_size=32", *TINY_MODELS["unet"]]
         result = subprocess.run(
             [sys.executable, "-m", "inpaint.run", *tiny, f"hydra.run.dir={tmp_path}", *overrides],
@@ -521,7 +526,7 @@ def test_a_refused_command_leaves_the_hydra_record_of_the_run_in_its_folder(tmp_
             text=True,
             timeout=300,
         )
-        assert result.returncode == 1 and "does not log it" in result.stderr, result.stderr
+        assert result.returncode == 1 and reason in result.stderr, result.stderr
         return {path.name: path.read_text() for path in (tmp_path / ".hydra").iterdir()}
 
     first = refused("callbacks.model_checkpoint.monitor=val/nope")
@@ -529,6 +534,8 @@ def test_a_refused_command_leaves_the_hydra_record_of_the_run_in_its_folder(tmp_
     assert "callbacks.model_checkpoint.monitor=val/nope" in first["overrides.yaml"]
     assert "monitor: val/nope" in first["config.yaml"]
     assert refused("optimized_metric=val/other") == first
+    missing = tmp_path / "missing.ckpt"
+    assert refused("train=false", f"ckpt_path={missing}", reason="does not exist") == first
 
 
 @pytest.mark.parametrize("saved", ["weights", "tensor"])
