@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inpaint.data.damage import NOISE_STD, damage, make_fill
+from inpaint.data.damage import NOISE_STD, damage, make_fill, other_index
 from inpaint.data.masks import FILLS
 
 SHAPE = (24, 32, 3)
@@ -152,3 +152,13 @@ def test_image_fill_with_wrong_shape_raises():
 def test_unknown_fill_raises():
     with pytest.raises(ValueError, match="unknown fill 'glitter'"):
         make_fill("glitter", np.random.default_rng(0), SHAPE)
+
+
+@pytest.mark.parametrize("own", [0, 2, 4])
+def test_other_index_draws_every_other_item_alike_and_never_its_own(own):
+    rng = np.random.default_rng(0)
+    draws = np.array([other_index(own, 5, rng) for _ in range(4000)])
+    counts = np.bincount(draws, minlength=5)
+    assert counts[own] == 0
+    others = np.delete(counts, own)
+    assert np.all(np.abs(others - 1000) < 120), counts  # 1000 +- about 4 standard deviations

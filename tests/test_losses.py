@@ -42,6 +42,16 @@ def test_balanced_bce_costs_missing_the_hole_as_much_as_flagging_everything_else
     )
 
 
+@pytest.mark.parametrize("fill", [0.0, 1.0])
+def test_balanced_bce_still_penalises_a_wrong_mask_when_the_target_is_one_class(fill):
+    """An undamaged (or wholly damaged) sample leaves one class: its weight must not be 0."""
+    target = torch.full((1, 1, 4, 4), fill)
+    logits = torch.full_like(target, 3.0 if fill == 0 else -3.0, requires_grad=True)
+    loss = class_balanced_bce(logits, target)
+    loss.backward()
+    assert loss > 0 and logits.grad.abs().sum() > 0
+
+
 def test_mask_loss_gives_binary_masks_bce_and_grey_masks_l1_by_their_share_of_samples():
     binary = ten_percent_hole()
     grey = torch.full((1, 1, 10, 10), 0.3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import re
 import warnings
 from pathlib import Path
@@ -284,6 +285,21 @@ MASK_CLASSES = [SquareMask, LineMask, FreeFormMask, IrregularMask, GreyscaleMask
 def test_bad_ratio_bounds_raise(cls, bounds):
     with pytest.raises(ValueError, match="min_ratio"):
         cls(min_ratio=bounds[0], max_ratio=bounds[1])
+
+
+RANGE_KEYS = [  # every constructor argument whose default is a (low, high) pair
+    (cls, name)
+    for cls in MASK_CLASSES
+    for name, parameter in inspect.signature(cls).parameters.items()
+    if isinstance(parameter.default, tuple) and len(parameter.default) == 2
+]
+
+
+@pytest.mark.parametrize(("cls", "key"), RANGE_KEYS, ids=lambda v: getattr(v, "__name__", v))
+def test_every_range_key_refuses_a_reversed_pair_by_class_and_key(cls, key):
+    assert len(RANGE_KEYS) >= 15
+    with pytest.raises(ValueError, match=rf"^{cls.__name__}: {key}=\(0.6, 0.4\), expected \["):
+        cls(**{key: (0.6, 0.4)})
 
 
 @pytest.mark.parametrize("cls", MASK_CLASSES)
