@@ -64,6 +64,9 @@ USAGE = "python -m inpaint.predict ckpt_path=CKPT input=FILE_OR_DIR output=DIR [
 # Problems of one image (unreadable, no mask, mask of another size, cannot write): it is
 # reported and the others go on.
 IMAGE_ERRORS = (OSError, ValueError, cv2.error)
+# A batch the network cannot run: torch raises RuntimeError when memory runs out (on the GPU
+# torch.OutOfMemoryError, a RuntimeError too); its images are reported, the others go on.
+BATCH_ERRORS = (*IMAGE_ERRORS, RuntimeError)
 
 
 @dataclass
@@ -336,12 +339,12 @@ def write(item: Loaded, painted: Painted, output: Path, cfg: DictConfig) -> Path
     return target
 
 
-def attempt(report: PredictReport, jobs: list[Job], action: Callable, *args):
-    """Run a step of some images (one, or a batch); a problem is logged and recorded for each
-    of them, and None returned."""
+def attempt(report: PredictReport, jobs: list[Job], action: Callable, *args, errors=IMAGE_ERRORS):
+    """Run a step of some images (one, or a batch); a problem (one of `errors`) is logged and
+    recorded for each of them, and None returned."""
     try:
         return action(*args)
-    except IMAGE_ERRORS as error:
+    except errors as error:
         for job in jobs:
             log.error("skipped %s: %s", job.source, error)
             report.failed[job.source] = str(error)
@@ -370,7 +373,9 @@ def predict(cfg: DictConfig) -> PredictReport:
             groups = group_by_size([item for item in loaded if item], cfg.max_side)
             for size, items in groups.items():
                 group = [item.job for item in items]
-                results = attempt(report, group, inpaint_batch, inpainter, items, size)
+                results = attempt(
+                    report, group, inpaint_batch, inpainter, items, size, errors=BATCH_ERRORS
+                )
                 if results is None:
                     continue
                 for item, painted in zip(items, results, strict=True):

@@ -464,15 +464,17 @@ def test_an_upscaled_predicted_mask_blends_between_photo_and_paint(monkeypatch, 
     assert (result[:, -10:] == paint).all() and np.array_equal(result[:, :10], pixels[:, :10])
 
 
+@pytest.mark.parametrize("error", [ValueError, RuntimeError, torch.OutOfMemoryError])
 def test_a_batch_the_network_refuses_is_reported_and_the_other_batches_written(
-    monkeypatch, tmp_path
+    monkeypatch, tmp_path, error
 ):
-    """Images are batched by size; a network error in one batch skips its images only."""
+    """Images are batched by size; a network error in one batch (a refusal, memory running
+    out on the CPU or the GPU) skips its images only."""
     paint = paint_given_hole((1.0, 1.0, 1.0))
 
     def respond(damaged, mask):
         if damaged.shape[-1] == 30:
-            raise ValueError("the network cannot take 30 px wide images")
+            raise error("the network cannot take 30 px wide images")
         return paint(damaged, mask)
 
     ckpt, _ = fake_network(monkeypatch, tmp_path, "ipn", respond)
