@@ -1,11 +1,13 @@
-"""Composing the project's Hydra configs from Python (benchmarks, tests, notebooks)."""
+"""Composing the project's Hydra configs from Python (benchmarks, tests, notebooks), and
+recording a job's."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 # inpaint.predict's own folder: there `mask=FILE` is a key, not the conf/mask/ group.
@@ -30,3 +32,17 @@ def config_names(group: str) -> list[str]:
 def mask_generator_names() -> list[str]:
     """Every mask option that draws masks: all but `files`, which reads them."""
     return [name for name in config_names("mask") if name != "files"]
+
+
+def record_job(cfg: DictConfig, run_dir: Path, subdir: str = ".hydra") -> None:
+    """Write Hydra's record of the job, `config.yaml`, `hydra.yaml` and `overrides.yaml` in
+    `run_dir / subdir`, as Hydra would before the job (`hydra.output_subdir` is null so that
+    the job chooses when: a refused command must not replace an earlier run's record).
+    Outside a Hydra job (tests, notebooks) there is none to write."""
+    if not HydraConfig.initialized():
+        return
+    folder = run_dir / subdir
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    (folder / "hydra.yaml").write_text(OmegaConf.to_yaml(HydraConfig.instance().cfg))
+    (folder / "overrides.yaml").write_text(OmegaConf.to_yaml(HydraConfig.get().overrides.task))

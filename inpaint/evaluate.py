@@ -29,6 +29,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from inpaint.baselines import BASELINES, inpaint_classical
+from inpaint.config import record_job
 from inpaint.data.damage import damage, make_fill, other_index
 from inpaint.data.dataset import require_seed, split_key
 from inpaint.data.images import (
@@ -283,6 +284,8 @@ def evaluate(cfg: DictConfig) -> dict:
     )
     give_mask = inpainter.needs_mask
     stream, length = samples(cfg, inpainter.trained_with)
+    # The checks passed: an earlier evaluation's record is replaced only now.
+    record_job(cfg, directory, ".evaluate")
     total = min(length, cfg.limit) if cfg.limit else length
     scores, panel = Scores(), []
     for sample in tqdm(islice(stream, total), total=total, desc="evaluate", unit="image"):

@@ -19,6 +19,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from inpaint.config import record_job
 from inpaint.devices import slow_bf16
 from inpaint.models.base import STAGES
 from inpaint.resume import (
@@ -85,19 +86,6 @@ def keep_wandb_files_in(run_dir: Path) -> None:
 
 
 @rank_zero_only
-def record_job(cfg: DictConfig, run_dir: Path) -> None:
-    """Write Hydra's record of the job, `.hydra/config.yaml`, `hydra.yaml` and
-    `overrides.yaml`, as Hydra would before the job (`hydra.output_subdir` is null so that
-    the job chooses when). Outside a Hydra job (tests, notebooks) there is none to write."""
-    if not HydraConfig.initialized():
-        return
-    folder = run_dir / ".hydra"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-    (folder / "hydra.yaml").write_text(OmegaConf.to_yaml(HydraConfig.instance().cfg))
-    (folder / "overrides.yaml").write_text(OmegaConf.to_yaml(HydraConfig.get().overrides.task))
-
-
 @rank_zero_only
 def write_metrics(path: Path, metrics: dict[str, float]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -103,11 +103,15 @@ def trained_checkpoint(tmp_path_factory):
 
 
 def run_module(
-    module: str, *arguments: str, timeout: int = 300, env: dict[str, str] | None = None
+    module: str,
+    *arguments: str,
+    timeout: int = 300,
+    env: dict[str, str] | None = None,
+    returncode: int = 0,
 ) -> subprocess.CompletedProcess:
     """Run `python -m module arguments` from the repository root, quiet and offline (with
     `env` added to the environment), and fail the test with the end of its stderr unless it
-    succeeds."""
+    exits with `returncode` (0: it succeeds)."""
     result = subprocess.run(
         [sys.executable, "-m", module, *arguments],
         cwd=ROOT,
@@ -122,7 +126,7 @@ def run_module(
         text=True,
         timeout=timeout,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == returncode, result.stderr[-3000:]
     return result
 
 

@@ -118,7 +118,18 @@ def test_cli_writes_every_row_and_bucket_and_recomputes_a_baseline(
     assert panel.shape[0] > 3 * 128  # three letterboxed rows
     assert "hole PSNR" in (out / "metrics.md").read_text()
     # Its Hydra config beside the results, not in .hydra/, where a training run keeps its own.
-    assert (out / ".evaluate" / "overrides.yaml").is_file() and not (out / ".hydra").exists()
+    record = (out / ".evaluate" / "overrides.yaml").read_text()
+    assert f"mask.root={masks}" in record and not (out / ".hydra").exists()
+    # A second evaluation into the folder is refused, and leaves the first's record.
+    refused = run_module(
+        "inpaint.evaluate",
+        f"ckpt_path={trained_checkpoint('ipn')}",
+        "limit=1",
+        f"hydra.run.dir={out}",
+        returncode=1,
+    )
+    assert "already holds" in refused.stderr
+    assert (out / ".evaluate" / "overrides.yaml").read_text() == record
 
     # Telea on image a (the 0-10% bucket), recomputed with OpenCV and numpy alone.
     image = read_image(images / "a.png")
