@@ -156,6 +156,21 @@ def test_read_turns_every_exif_orientation_upright_as_pil_does(tmp_path, orienta
     assert (orientation == 1) == np.array_equal(upright, stored)
 
 
+def test_an_image_past_pils_pixel_limit_is_turned_upright_and_listed_from_its_header(
+    tmp_path, monkeypatch
+):
+    """PIL refuses to open images over its limit (179 MP; here lowered to 100 pixels)."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # a quarter turn
+    path = tmp_path / "huge.jpg"
+    Image.fromarray(np.zeros((10, 30, 3), np.uint8)).save(path, exif=exif)
+    assert read_pixels(path).shape == (30, 10, 3)
+    assert Image.MAX_IMAGE_PIXELS == 100  # restored
+    monkeypatch.setattr(cv2, "imdecode", None)  # listed from its header, not decoded
+    assert is_readable_image(path)
+
+
 @pytest.mark.parametrize(
     ("mode", "orientation"), [("RGBA", o) for o in range(1, 5)] + [("LA", o) for o in range(1, 9)]
 )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,26 +64,39 @@ class Header:
     orientation: int = 1  # EXIF; 1 = upright
 
 
+@contextmanager
+def open_header(path: str | Path) -> Iterator[Image.Image]:
+    """The file opened by PIL to read its header. PIL's decompression-bomb limit (179 MP)
+    guards decoding, which OpenCV does here: it is lifted meanwhile, so a huge photo keeps
+    its EXIF orientation and is listed without being decoded."""
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        with Image.open(path) as opened:
+            yield opened
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
 def has_colour_profile(path: str | Path) -> bool:
     """Whether the file embeds an ICC profile other than sRGB (Adobe RGB, a phone's Display
     P3), which the PNGs written here do not carry."""
     try:
-        with Image.open(path) as opened:
+        with open_header(path) as opened:
             icc = opened.info.get("icc_profile")
         if not icc:
             return False
         profile = ImageCms.ImageCmsProfile(io.BytesIO(icc)).profile
         return "srgb" not in (profile.profile_description or "").lower()
-    except (OSError, ValueError, Image.DecompressionBombError, ImageCms.PyCMSError):
+    except (OSError, ValueError, ImageCms.PyCMSError):
         return False
 
 
 def read_header(path: Path) -> Header:
     try:
-        with Image.open(path) as opened:
+        with open_header(path) as opened:
             orientation = int(opened.getexif().get(EXIF_ORIENTATION, 1))
             return Header(opened.format or "", opened.mode, orientation)
-    except (OSError, ValueError, Image.DecompressionBombError):
+    except (OSError, ValueError):
         return Header()
 
 
@@ -147,9 +161,9 @@ def is_readable_image(path: str | Path) -> bool:
     if not Path(path).is_file():
         return False
     try:
-        with Image.open(path) as opened:
+        with open_header(path) as opened:
             return opened.size[0] > 0 and opened.size[1] > 0
-    except (OSError, ValueError, Image.DecompressionBombError):
+    except (OSError, ValueError):
         pass
     data = np.fromfile(str(path), dtype=np.uint8)
     return data.size > 0 and cv2.imdecode(data, cv2.IMREAD_UNCHANGED) is not None
