@@ -260,6 +260,8 @@ class Scores:
 
 def evaluate(cfg: DictConfig) -> dict:
     """Score the model and the baselines on every sample; write and return the results."""
+    if isinstance(cfg.baselines, str):  # baselines=telea on the command line: one name
+        cfg.baselines = [cfg.baselines]
     unknown = set(cfg.baselines) - set(BASELINES)
     if unknown:
         raise ValueError(f"baselines: unknown {sorted(unknown)}; expected some of {BASELINES}")

@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 from inpaint.data.edges import EdgeDetector, to_gray
 from inpaint.devices import pick_device, slow_bf16
-from inpaint.torch_files import load_torch_file
+from inpaint.torch_files import load_torch_file, require_checkpoint_file
 
 KINDS = {"UNetInpainter": "unet", "IPNModule": "ipn", "BlindInpainter": "blind"}
 PRECISIONS = ("32", "bf16")
@@ -32,9 +32,7 @@ PRECISIONS = ("32", "bf16")
 
 def load_checkpoint(path: str | Path) -> dict:
     """A checkpoint written by `inpaint.run`, with the model config it stores checked."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+    path = require_checkpoint_file(path)
     checkpoint = load_torch_file(path, "a checkpoint")
     if not (
         isinstance(checkpoint, dict)

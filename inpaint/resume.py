@@ -11,7 +11,7 @@ import lightning as L
 from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.utilities import rank_zero_only
 
-from inpaint.torch_files import load_torch_file, state_dict_mismatch
+from inpaint.torch_files import load_torch_file, require_checkpoint_file, state_dict_mismatch
 
 log = logging.getLogger(__name__)
 
@@ -22,14 +22,7 @@ def load_fitting_checkpoint(ckpt_path: str | None, model: L.LightningModule) -> 
     only in `trainer.fit`, after the CSV logger had emptied the earlier curves."""
     if not ckpt_path:
         return {}
-    path = Path(ckpt_path)
-    if path.is_dir():
-        raise IsADirectoryError(
-            f"ckpt_path={ckpt_path} is a folder: give a checkpoint file, such as a run's "
-            "checkpoints/last.ckpt"
-        )
-    if not path.is_file():
-        raise FileNotFoundError(f"ckpt_path={ckpt_path} does not exist")
+    path = require_checkpoint_file(ckpt_path)
     checkpoint = load_torch_file(path, "a checkpoint")
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ValueError(f"ckpt_path={path} is not a Lightning checkpoint (it has no state_dict)")

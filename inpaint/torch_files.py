@@ -8,6 +8,19 @@ from pathlib import Path
 import torch
 
 
+def require_checkpoint_file(ckpt_path: str | Path) -> Path:
+    """`ckpt_path` as a Path, refused by name if it is a folder or missing."""
+    path = Path(ckpt_path)
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"ckpt_path={ckpt_path} is a folder: give a checkpoint file, such as a run's "
+            "checkpoints/last.ckpt"
+        )
+    if not path.is_file():
+        raise FileNotFoundError(f"ckpt_path={ckpt_path} does not exist")
+    return path
+
+
 def load_torch_file(path: Path, what: str, weights_only: bool = False):
     """`torch.load` onto the CPU; a file torch cannot read is a ValueError naming it and `what`
     it should have been, instead of a bare unpickling error."""

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import open_dict
 from skimage.metrics import structural_similarity
@@ -182,19 +183,27 @@ def test_inverted_masks_name_the_same_holes(tmp_path, photo_folder, trained_chec
     black = tmp_path / "black"
     for path in masks.iterdir():
         write_pixels(black / path.name, 255 - cv2.imread(str(path), cv2.IMREAD_GRAYSCALE))
-    common = [f"images={images}", "mask=files", "baselines=[telea]", "limit=2"]
-    white = evaluate(
-        evaluate_config(tmp_path / "w", trained_checkpoint("unet"), *common, f"mask.root={masks}")
+    common = [f"images={images}", "mask=files", "limit=2"]
+    white = evaluate(  # one baseline given as a name, not a list
+        evaluate_config(
+            tmp_path / "w",
+            trained_checkpoint("unet"),
+            *common,
+            "baselines=telea",
+            f"mask.root={masks}",
+        )
     )
     inverted = evaluate(
         evaluate_config(
             tmp_path / "b",
             trained_checkpoint("unet"),
             *common,
+            "baselines=[telea]",
             f"mask.root={black}",
             "mask.invert=true",
         )
     )
+    assert set(white["buckets"]["all"]) == {"count", "model", "telea"}
     assert white["buckets"] == inverted["buckets"]
 
 
@@ -341,6 +350,7 @@ def test_a_mask_folder_that_is_the_image_folder_is_refused(
     ("overrides", "error"),
     [
         (["mask=files", "mask.root=."], "give images=DIR"),
+        (["images=.", "mask=files"], "mask=files reads masks from a folder: give mask.root=MASKS"),
         (["baselines=[telea,magic]"], "unknown .*magic"),
         (["images=/nowhere"], "images=/nowhere is not a folder"),
         (["limit=0"], "limit must be a number of samples >= 1"),
@@ -352,7 +362,7 @@ def test_a_mask_folder_that_is_the_image_folder_is_refused(
 )
 def test_bad_settings_are_named(tmp_path, trained_checkpoint, overrides, error):
     cfg = evaluate_config(tmp_path, trained_checkpoint("unet"), *overrides)
-    with pytest.raises((ValueError, FileNotFoundError), match=error):
+    with pytest.raises((ValueError, FileNotFoundError, InstantiationException), match=error):
         evaluate(cfg)
 
 

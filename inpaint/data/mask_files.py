@@ -40,7 +40,9 @@ class MaskFiles:
     (`inpaint.evaluate`); see inpaint/data/damage.py.
     """
 
-    def __init__(self, root: str, invert: bool = False, fill: str = "zeros"):
+    def __init__(self, root: str | None = None, invert: bool = False, fill: str = "zeros"):
+        if not root:
+            raise ValueError("mask=files reads masks from a folder: give mask.root=MASKS")
         self.root, self.invert, self.fill = Path(root), invert, fill
         if not self.root.is_dir():
             raise FileNotFoundError(f"mask folder not found: {self.root} (mask.root)")
