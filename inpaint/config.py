@@ -7,6 +7,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -34,11 +35,13 @@ def mask_generator_names() -> list[str]:
     return [name for name in config_names("mask") if name != "files"]
 
 
+@rank_zero_only
 def record_job(cfg: DictConfig, run_dir: Path, subdir: str = ".hydra") -> None:
     """Write Hydra's record of the job, `config.yaml`, `hydra.yaml` and `overrides.yaml` in
     `run_dir / subdir`, as Hydra would before the job (`hydra.output_subdir` is null so that
     the job chooses when: a refused command must not replace an earlier run's record).
-    Outside a Hydra job (tests, notebooks) there is none to write."""
+    Outside a Hydra job (tests, notebooks) there is none to write; under DDP the launching
+    process writes it (Lightning runs the job again in the others, under another name)."""
     if not HydraConfig.initialized():
         return
     folder = run_dir / subdir

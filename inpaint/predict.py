@@ -107,11 +107,14 @@ def check_config(cfg: DictConfig) -> tuple[Path, Path]:
     for key in ("ckpt_path", "input", "output"):
         if OmegaConf.is_missing(cfg, key) or not cfg[key]:
             raise ValueError(f"{key} is required: {USAGE}")
-    if not isinstance(cfg.mask, str | None):  # `+mask.invert=true`, as Hydra suggests
+    if OmegaConf.is_config(cfg.mask):  # `+mask.invert=true`, as Hydra suggests
         raise ValueError(
             f"mask must be a file or folder path, got {OmegaConf.to_container(cfg.mask)}: "
             "here masks with black holes take mask_invert=true (inpaint.evaluate's mask.invert)"
         )
+    for key in ("ckpt_path", "input", "output", "mask"):
+        if isinstance(cfg[key], int | float) and not isinstance(cfg[key], bool):
+            cfg[key] = str(cfg[key])  # a folder named 2024, which Hydra reads as a number
     for key in ("ckpt_path", "input", "mask"):
         if cfg[key] and not Path(cfg[key]).exists():
             raise FileNotFoundError(f"{key}={cfg[key]} does not exist")

@@ -86,7 +86,6 @@ def keep_wandb_files_in(run_dir: Path) -> None:
 
 
 @rank_zero_only
-@rank_zero_only
 def write_metrics(path: Path, metrics: dict[str, float]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")

@@ -8,6 +8,7 @@ import lightning as L
 import pytest
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from tests.conftest import TINY_MODELS, quiet_trainer, run_module, tiny_config
 
@@ -111,3 +112,7 @@ def test_ddp_cpu_run_of_a_gan_writes_one_run_directory(tmp_path):
         "val_epoch000.png",
     ]
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] > 0
+    # The job's record is the launching process's; Lightning's second process runs the
+    # job again under another name, and writes none.
+    record = OmegaConf.load(run_dir / ".hydra" / "hydra.yaml").hydra
+    assert record.job.name == "run" and "ddp_process" not in str(record.overrides)

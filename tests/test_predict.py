@@ -298,6 +298,8 @@ def test_refuses_configs_that_cannot_work(trained_checkpoint, tmp_path, monkeypa
         run(tmp_path, tmp_path / "in", tmp_path / "out")
     with pytest.raises(ValueError, match=r"mask must be a file or folder path.*mask_invert=true"):
         run(ipn, tmp_path / "in", tmp_path / "out", "+mask.invert=true")
+    with pytest.raises(FileNotFoundError, match="mask=2024 does not exist"):  # read as a number
+        run(ipn, tmp_path / "in", tmp_path / "out", "mask=2024")
     with pytest.raises(ValueError, match="is one file but input=.* is a folder"):
         run(ipn, tmp_path / "in", tmp_path / "out", f"mask={tmp_path / 'in' / 'a.png'}")
     for given in (tmp_path / "in", tmp_path / "in" / "a.png"):  # a folder, or one file in it

@@ -169,6 +169,9 @@ def test_an_image_past_pils_pixel_limit_is_turned_upright_and_listed_from_its_he
     assert Image.MAX_IMAGE_PIXELS == 100  # restored
     monkeypatch.setattr(cv2, "imdecode", None)  # listed from its header, not decoded
     assert is_readable_image(path)
+    tiff = tmp_path / "huge.tif"  # an 8-bit TIFF with alpha, which PIL decodes
+    Image.fromarray(np.full((10, 30, 4), 7, np.uint8)).save(tiff)
+    assert read_pixels(tiff).shape == (10, 30, 4)
 
 
 @pytest.mark.parametrize(

@@ -65,10 +65,10 @@ class Header:
 
 
 @contextmanager
-def open_header(path: str | Path) -> Iterator[Image.Image]:
-    """The file opened by PIL to read its header. PIL's decompression-bomb limit (179 MP)
-    guards decoding, which OpenCV does here: it is lifted meanwhile, so a huge photo keeps
-    its EXIF orientation and is listed without being decoded."""
+def pil_open(path: str | Path) -> Iterator[Image.Image]:
+    """The file opened by PIL (for its header, or an 8-bit TIFF with alpha), without PIL's
+    decompression-bomb limit of 179 MP: OpenCV, which decodes every other file, takes up to
+    1 Gpx, and a huge photo keeps its EXIF orientation and is listed without being decoded."""
     limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
     try:
         with Image.open(path) as opened:
@@ -81,7 +81,7 @@ def has_colour_profile(path: str | Path) -> bool:
     """Whether the file embeds an ICC profile other than sRGB (Adobe RGB, a phone's Display
     P3), which the PNGs written here do not carry."""
     try:
-        with open_header(path) as opened:
+        with pil_open(path) as opened:
             icc = opened.info.get("icc_profile")
         if not icc:
             return False
@@ -93,7 +93,7 @@ def has_colour_profile(path: str | Path) -> bool:
 
 def read_header(path: Path) -> Header:
     try:
-        with open_header(path) as opened:
+        with pil_open(path) as opened:
             orientation = int(opened.getexif().get(EXIF_ORIENTATION, 1))
             return Header(opened.format or "", opened.mode, orientation)
     except (OSError, ValueError):
@@ -108,7 +108,7 @@ def _decode(path: Path, header: Header) -> tuple[np.ndarray, int]:
     apply the orientation themselves, OpenCV's other decoders do not.
     """
     if header.format == "TIFF" and header.mode in ("RGBA", "LA"):
-        with Image.open(path) as opened:
+        with pil_open(path) as opened:
             if max(opened.tag_v2.get(TIFF_BITS_PER_SAMPLE, (8,))) <= 8:
                 if header.mode == "RGBA" and header.orientation >= 5:
                     raise UnreadableImageError(
@@ -161,7 +161,7 @@ def is_readable_image(path: str | Path) -> bool:
     if not Path(path).is_file():
         return False
     try:
-        with open_header(path) as opened:
+        with pil_open(path) as opened:
             return opened.size[0] > 0 and opened.size[1] > 0
     except (OSError, ValueError):
         pass
