@@ -41,6 +41,7 @@ from inpaint.data.images import (
     write_image,
 )
 from inpaint.data.mask_files import MaskFiles
+from inpaint.devices import flush_denormals
 from inpaint.inference import Inpainter
 from inpaint.models.metrics import EdgeMetrics, ImageMetrics, MaskMetrics
 from inpaint.visual import image_grid
@@ -445,6 +446,7 @@ def write_outputs(directory: Path, report: dict, panel: list, tile: int) -> None
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
+    flush_denormals()
     evaluate(cfg)
 
 

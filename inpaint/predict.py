@@ -56,6 +56,7 @@ from inpaint.data.images import (
     write_pixels,
 )
 from inpaint.data.mask_files import MaskFiles, check_mask_size, read_mask
+from inpaint.devices import flush_denormals
 from inpaint.inference import Inpainter, blend_by_mask
 
 log = logging.getLogger(__name__)
@@ -407,6 +408,7 @@ def predict(cfg: DictConfig) -> PredictReport:
 
 @hydra.main(version_base="1.3", config_path="../conf/predict", config_name="predict")
 def main(cfg: DictConfig) -> None:
+    flush_denormals()
     report = predict(cfg)
     if report.failed:
         total = len(report.failed) + len(report.written)

@@ -20,7 +20,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from inpaint.config import record_job
-from inpaint.devices import slow_bf16
+from inpaint.devices import flush_denormals, slow_bf16
 from inpaint.models.base import STAGES
 from inpaint.resume import (
     batches_trained,
@@ -185,6 +185,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    flush_denormals()
     try:
         metrics = train(cfg)
     except SIGTERMException:

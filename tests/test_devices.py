@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -13,7 +15,7 @@ from inpaint.inference import Inpainter
 from inpaint.models.unet_module import UNetInpainter
 from inpaint.networks.unet import UNet
 from inpaint.run import train
-from tests.conftest import tiny_config
+from tests.conftest import ROOT, tiny_config
 
 
 @pytest.fixture
@@ -59,3 +61,17 @@ def test_a_gpu_that_is_not_there_is_refused_by_name(monkeypatch):
     with pytest.raises(ValueError, match=r"device=gpu0 is not a device"):
         devices.pick_device("gpu0")
     assert devices.pick_device("cpu") == torch.device("cpu")
+
+
+def test_the_tools_flush_denormals_to_zero_in_every_thread():
+    """A fresh process, as `python -m inpaint.predict` is: flushed before torch starts its
+    threads, a product that would be denormal is zero in the worker threads too."""
+    script = (
+        "import torch; from inpaint.devices import flush_denormals; flush_denormals(); "
+        "torch.set_num_threads(2); x = torch.full((1 << 20,), 1e-30); "
+        "print(int(((x * 1e-10) != 0).sum()))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.strip() == "0", result.stderr
