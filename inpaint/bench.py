@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import multiprocessing
 import os
 import platform
 import queue as queue_module
 import resource
 import time
+import warnings
 from pathlib import Path
 
 import cv2
@@ -149,6 +151,9 @@ def _inference_inputs(name: str, sample: dict, device: torch.device) -> tuple:
 def _measure_network(name: str, size: int, batch: int, precision: str, steps: int, queue) -> None:
     """Runs in a child process: training img/s, inference ms/image, peak memory."""
     flush_denormals()  # as the tools do
+    # The bench prints its own rows: Lightning's notes on each trainer it builds are noise.
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module=r"lightning\.")
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     accelerator = "gpu" if torch.cuda.is_available() else "cpu"
     model = instantiate(compose_config("train", [f"model={name}"]).model)
