@@ -125,13 +125,16 @@ def check_config(cfg: DictConfig) -> tuple[Path, Path]:
             f"mask={cfg.mask} is one file but input={source} is a folder: "
             "give a folder of masks named like the images"
         )
-    if (
-        cfg.mask
-        and Path(cfg.mask).resolve() == (source if source.is_dir() else source.parent).resolve()
-    ):
+    images_folder = (source if source.is_dir() else source.parent).resolve()
+    if cfg.mask and Path(cfg.mask).resolve() == images_folder:
         raise ValueError(
             f"mask={cfg.mask} is the folder of the input images: each image would be its own "
             "mask; keep the masks in a folder of their own"
+        )
+    if Path(cfg.output).resolve() == images_folder:
+        raise ValueError(
+            f"output={cfg.output} is the folder of the input images: the results would lie "
+            "among them (a later run would take them for inputs); choose another folder"
         )
     if Path(cfg.output).exists() and not Path(cfg.output).is_dir():
         raise NotADirectoryError(
@@ -350,13 +353,18 @@ def write(item: Loaded, painted: Painted, output: Path, cfg: DictConfig) -> Path
 
 def attempt(report: PredictReport, jobs: list[Job], action: Callable, *args, errors=IMAGE_ERRORS):
     """Run a step of some images (one, or a batch); a problem (one of `errors`) is logged and
-    recorded for each of them, and None returned."""
+    recorded for each of them, and None returned. The run's first problem that is not an
+    image's own (the network's) is logged with its traceback."""
     try:
         return action(*args)
     except errors as error:
+        reason = f"{type(error).__name__}: {error}"
+        first = not report.failed
         for job in jobs:
-            log.error("skipped %s: %s", job.source, error)
-            report.failed[job.source] = str(error)
+            log.error("skipped %s: %s", job.source, reason)
+            report.failed[job.source] = reason
+        if first and not isinstance(error, IMAGE_ERRORS):  # a fault of the code shows where
+            log.error("traceback of the first failure:", exc_info=error)
         return None
 
 
@@ -406,8 +414,13 @@ def predict(cfg: DictConfig) -> PredictReport:
     return report
 
 
+# The outputs of this process's jobs that had failed images: a multirun goes on to its
+# other jobs, and the command exits non-zero at the end.
+failed_outputs: list[str] = []
+
+
 @hydra.main(version_base="1.3", config_path="../conf/predict", config_name="predict")
-def main(cfg: DictConfig) -> None:
+def predict_job(cfg: DictConfig) -> None:
     flush_denormals()
     report = predict(cfg)
     if report.failed:
@@ -415,6 +428,14 @@ def main(cfg: DictConfig) -> None:
         log.error("%d of %d images failed:", len(report.failed), total)
         for path, reason in report.failed.items():
             log.error("  %s: %s", path, reason)
+        failed_outputs.append(str(cfg.output))
+
+
+def main() -> None:
+    predict_job()
+    if failed_outputs:
+        if len(failed_outputs) > 1:
+            log.error("images failed in %d jobs: %s", len(failed_outputs), failed_outputs)
         sys.exit(1)
 
 

@@ -250,9 +250,13 @@ def test_a_mask_folder_inside_the_input_folder_is_not_taken_for_inputs(
 def test_refuses_to_overwrite_inputs_or_earlier_results(trained_checkpoint, tmp_path):
     ckpt, source = trained_checkpoint("unet"), tmp_path / "in"
     write_photos(source, {"a.png": photos()["rgb.jpg"], "b.png": photos()["rgb.jpg"]})
+    write_pixels(tmp_path / "masks" / "a.png", hole_mask((37, 45)))
     before = snapshot(source)
+    for given in (source, source / "a.png"):  # a folder, or one file in it
+        with pytest.raises(ValueError, match=r"output=.*in is the folder of the input images"):
+            run(ckpt, given, source)
     with pytest.raises(ValueError, match=r"output file .*a\.png is the input file"):
-        run(ckpt, source, source)
+        run(ckpt, source, tmp_path / "masks", f"mask={tmp_path / 'masks'}")
     assert snapshot(source) == before
 
     run(ckpt, source, tmp_path / "out")
@@ -319,13 +323,19 @@ def test_refuses_configs_that_cannot_work(trained_checkpoint, tmp_path, monkeypa
 def test_command_writes_what_it_can_and_exits_nonzero_on_a_broken_file(
     trained_checkpoint, tmp_path
 ):
-    source, output = tmp_path / "in", tmp_path / "out"
+    """In a sweep too: each job writes what it can, and the command fails at the end."""
+    source, outputs = tmp_path / "in", [tmp_path / "out0", tmp_path / "out1"]
     write_photos(source, {"good.png": photos()["rgb.jpg"]})
     (source / "broken.png").write_bytes(b"not an image")
-    arguments = [f"ckpt_path={trained_checkpoint('unet')}", f"input={source}", f"output={output}"]
+    arguments = [
+        f"ckpt_path={trained_checkpoint('unet')}",
+        f"input={source}",
+        f"output={outputs[0]},{outputs[1]}",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    ]
 
     result = subprocess.run(
-        [sys.executable, "-m", "inpaint.predict", *arguments, f"hydra.run.dir={tmp_path / 'run'}"],
+        [sys.executable, "-m", "inpaint.predict", "-m", *arguments],
         cwd=ROOT,
         env={**os.environ, **QUIET_OFFLINE},
         capture_output=True,
@@ -334,9 +344,11 @@ def test_command_writes_what_it_can_and_exits_nonzero_on_a_broken_file(
     )
 
     assert result.returncode == 1, result.stderr[-3000:]
-    assert "1 of 2 images failed" in result.stdout and "broken.png" in result.stdout
-    assert read_pixels(output / "good.png").shape == (37, 45, 3)
-    assert "broken.png" in (tmp_path / "run" / "predict.log").read_text()
+    assert result.stdout.count("1 of 2 images failed") == 2 and "broken.png" in result.stdout
+    assert "images failed in 2 jobs" in result.stdout
+    for job, output in enumerate(outputs):
+        assert read_pixels(output / "good.png").shape == (37, 45, 3)
+        assert "broken.png" in (tmp_path / "sweep" / str(job) / "predict.log").read_text()
 
 
 class FakeNetwork:
@@ -472,7 +484,7 @@ def test_an_upscaled_predicted_mask_blends_between_photo_and_paint(monkeypatch, 
 
 @pytest.mark.parametrize("error", [ValueError, RuntimeError, torch.OutOfMemoryError])
 def test_a_batch_the_network_refuses_is_reported_and_the_other_batches_written(
-    monkeypatch, tmp_path, error
+    monkeypatch, tmp_path, caplog, error
 ):
     """Images are batched by size; a network error in one batch (a refusal, memory running
     out on the CPU or the GPU) skips its images only."""
@@ -488,9 +500,14 @@ def test_a_batch_the_network_refuses_is_reported_and_the_other_batches_written(
     for name, shape in {"a.png": (20, 30), "b.png": (20, 40), "c.png": (20, 30)}.items():
         write_pixels(photos / name, np.zeros((*shape, 3), np.uint8))
         write_pixels(masks / name, hole_mask(shape))
-    report = run(ckpt, photos, tmp_path / "out", f"mask={masks}", "batch_size=3")
+    with caplog.at_level(logging.ERROR, logger="inpaint.predict"):
+        report = run(ckpt, photos, tmp_path / "out", f"mask={masks}", "batch_size=3")
     assert sorted(path.name for path in report.failed) == ["a.png", "c.png"]
-    assert all("30 px wide" in reason for reason in report.failed.values())
+    reason = f"{error.__name__}: the network cannot take 30 px wide images"
+    assert set(report.failed.values()) == {reason}
+    # The network's error (not an image's own problem) shows its traceback, once.
+    tracebacks = [record for record in caplog.records if record.exc_info]
+    assert len(tracebacks) == (0 if error is ValueError else 1)
     assert [path.name for path in report.written] == ["b.png"]
     assert read_pixels(tmp_path / "out" / "b.png").shape == (20, 40, 3)
 

@@ -298,6 +298,16 @@ def test_list_images_is_sorted_recursive_and_filters_suffixes(tmp_path):
     assert all(path.suffix.lower() == ".png" for path in listed)
 
 
+def test_list_images_leaves_out_hidden_files_and_folders(tmp_path):
+    """Notebook checkpoints and macOS's ._ files are no images of the set; a hidden root is."""
+    root = tmp_path / ".photos"
+    write_bgr(root / "a.png", tagged_image(1))
+    write_bgr(root / ".hidden.png", tagged_image(2))
+    write_bgr(root / ".ipynb_checkpoints" / "a-checkpoint.png", tagged_image(3))
+    (root / "._a.jpg").write_bytes(b"AppleDouble")
+    assert list_images(root) == [root / "a.png"]
+
+
 def test_list_images_follows_linked_folders_once(tmp_path):
     images = tmp_path / "images"
     make_folder(tmp_path / "elsewhere", 3, nested=False)

@@ -170,7 +170,8 @@ def is_readable_image(path: str | Path) -> bool:
 
 
 def list_images(root: str | Path, exclude: Iterable[str | Path] = ()) -> list[Path]:
-    """All image files below `root`, sorted, so splits do not depend on the file system's order.
+    """All image files below `root` but hidden ones, sorted, so splits do not depend on the
+    file system's order.
 
     Files at or below a path of `exclude` that lies inside `root` (a results or mask folder,
     or a mask file, kept among the images) are left out; an `exclude` that is `root` itself
@@ -192,7 +193,8 @@ def list_images(root: str | Path, exclude: Iterable[str | Path] = ()) -> list[Pa
 
 
 def _files_below(root: Path) -> Iterable[Path]:
-    """Every file below `root`, through linked folders too (each real folder once)."""
+    """Every file below `root`, through linked folders too (each real folder once), but for
+    hidden ones: names that start with a dot (.ipynb_checkpoints, macOS's ._ files)."""
     seen = set()
     for folder, subfolders, files in os.walk(root, followlinks=True):
         real = os.path.realpath(folder)
@@ -200,7 +202,8 @@ def _files_below(root: Path) -> Iterable[Path]:
             subfolders.clear()  # a link back up the tree, or a second link to one folder
             continue
         seen.add(real)
-        yield from (Path(folder) / name for name in files)
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        yield from (Path(folder) / name for name in files if not name.startswith("."))
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
