@@ -11,6 +11,7 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+import wandb
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
@@ -145,13 +146,41 @@ def train(cfg: DictConfig) -> dict[str, float]:
     checkpoint = load_fitting_checkpoint(cfg.get("ckpt_path"), model)
     # The checks passed: the run starts.
     if earlier_record:
-        record_job(cfg, run_dir)
+        # A test of a checkpoint in its run's folder keeps that run's record for inpaint.tables.
+        record_job(cfg, run_dir, ".hydra" if cfg.train else ".test")
     set_aside_earlier_metrics(run_dir)
     keep_wandb_files_in(run_dir)
-    loggers: list[Logger] = instantiate_group(cfg.get("logger"), wandb_run_of(checkpoint))
+    # A resumed training goes on in its W&B run; a test-only run gets one of its own.
+    wandb_run = wandb_run_of(checkpoint) if cfg.train else None
+    loggers: list[Logger] = instantiate_group(cfg.get("logger"), wandb_run)
     if checkpoint:
         continue_csv_curves(loggers, batches_trained(checkpoint) if cfg.train else None)
     del checkpoint  # trainer.fit and trainer.test load it again
+    try:
+        metrics = fit_and_test(cfg, model, datamodule, callbacks, loggers)
+    except BaseException:
+        finish_wandb_run(loggers, exit_code=1)
+        raise
+    finish_wandb_run(loggers, exit_code=0)
+    return metrics
+
+
+def finish_wandb_run(loggers: list[Logger], exit_code: int) -> None:
+    """End the job's W&B run, marked failed or not: the next job of a sweep, in the same
+    process, would otherwise log into a failed job's run."""
+    if any(isinstance(logger, WandbLogger) for logger in loggers) and wandb.run is not None:
+        wandb.run.finish(exit_code=exit_code)
+
+
+def fit_and_test(
+    cfg: DictConfig,
+    model: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    callbacks: list,
+    loggers: list[Logger],
+) -> dict[str, float]:
+    """Fit (`train`), then test the best checkpoint (`test`); the metrics of both."""
+    run_dir = Path(cfg.paths.output_dir)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     if str(trainer.precision).startswith("bf16") and (
         reason := slow_bf16(trainer.strategy.root_device)
@@ -177,9 +206,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
         }
         write_metrics(run_dir / "metrics.json", test_metrics)
         metrics |= test_metrics
-    for logger in loggers:
-        if isinstance(logger, WandbLogger):
-            logger.experiment.finish()
     return metrics
 
 

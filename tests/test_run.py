@@ -251,6 +251,37 @@ def test_a_resumed_sweep_job_continues_its_wandb_run_and_group(tmp_path):
     assert resumed["epoch"] == 1 and resumed["wandb_group"] == "a_sweep"  # read from W&B
 
 
+def test_a_failed_sweep_job_keeps_its_wandb_run_and_a_test_in_place_its_records(tmp_path):
+    """Each job of a sweep logs to a W&B run of its own, the one after a failed job too. A
+    test of a job's checkpoint in its folder starts a W&B run of its own (an offline run of
+    the training run's id would replace its history when synced) and keeps the job's Hydra
+    record, which inpaint.tables reads."""
+    sweep = tmp_path / "sweep"
+    tiny = ["debug=fast", "logger=default", "data.image_size=32", *TINY_MODELS["unet"]]
+    run_module(
+        "inpaint.run",
+        "-m",
+        *tiny,
+        "model.optimizer.lr=-1,0.001",
+        f"hydra.sweep.dir={sweep}",
+        returncode=1,
+    )
+
+    def run_ids(job):
+        return [path.name.rsplit("-", 1)[1] for path in (job / "wandb").glob("offline-run-*")]
+
+    (failed,), (trained,) = run_ids(sweep / "0"), run_ids(sweep / "1")
+    assert failed != trained
+    job = sweep / "1"
+    record = (job / ".hydra" / "overrides.yaml").read_text()
+    (best,) = (job / "checkpoints").glob("best-*.ckpt")
+    run_module("inpaint.run", *tiny, "train=false", f"ckpt_path={best}", f"hydra.run.dir={job}")
+    (tested,) = set(run_ids(job)) - {trained}
+    assert (job / ".hydra" / "overrides.yaml").read_text() == record
+    assert "train=false" in (job / ".test" / "overrides.yaml").read_text()
+    assert json.loads((job / "metrics.json").read_text())["test/psnr"] > 0
+
+
 def test_unknown_loss_is_a_clear_error():
     cfg = compose_config("train", ["model.loss=huber"])
     with pytest.raises(InstantiationException, match="model.loss must be one of"):
