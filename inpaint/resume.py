@@ -1,5 +1,5 @@
 """Running again in a run's folder: from a checkpoint (it must fit the model; the CSV curves
-and the W&B run go on from it) or afresh (the earlier test metrics are set aside)."""
+and the W&B run go on from it) or afresh (the earlier run's outputs are set aside)."""
 
 from __future__ import annotations
 
@@ -81,19 +81,33 @@ def wandb_run_of(checkpoint: dict) -> dict | None:
     )
 
 
+def set_aside(path: Path, what: str) -> None:
+    """Move an earlier run's file or folder to NAME.earlier (metrics.earlier.json), or
+    .earlier.2, .3, ... when that is taken: a second rerun keeps the first's too."""
+    stem, suffix = (path.stem, path.suffix) if path.is_file() else (path.name, "")
+    earlier, number = path.with_name(f"{stem}.earlier{suffix}"), 2
+    while earlier.exists():
+        earlier, number = path.with_name(f"{stem}.earlier.{number}{suffix}"), number + 1
+    path.replace(earlier)
+    log.warning("%s held an earlier run's %s: moved to %s", path, what, earlier)
+
+
+# What a training run writes that an earlier one's would mix with: best-*.ckpt of both
+# runs side by side (the new run's as best-*-v1.ckpt), its last.ckpt taken for the new
+# run's, and its curves and pictures replaced.
+TRAINING_OUTPUTS = {"checkpoints": "checkpoints", "csv": "curves", "samples": "pictures"}
+
+
 @rank_zero_only
-def set_aside_earlier_metrics(output_dir: Path) -> None:
+def set_aside_earlier_run(output_dir: Path, fresh: bool) -> None:
     """A run into a folder that holds an earlier run's `metrics.json` (a rerun, a resume in
-    place) must not leave those numbers to pass for its own if it stops before testing."""
-    path = output_dir / "metrics.json"
-    if path.is_file():
-        # metrics.earlier.json, then .2, .3, ...: a second rerun keeps the first's numbers.
-        earlier = path.with_name("metrics.earlier.json")
-        number = 2
-        while earlier.exists():
-            earlier, number = path.with_name(f"metrics.earlier.{number}.json"), number + 1
-        path.replace(earlier)
-        log.warning("%s held an earlier run's test metrics: moved to %s", path, earlier)
+    place) must not leave those numbers to pass for its own if it stops before testing; a
+    fresh training run (no checkpoint to go on from) also sets aside that run's outputs."""
+    if (output_dir / "metrics.json").is_file():
+        set_aside(output_dir / "metrics.json", "test metrics")
+    for name, what in TRAINING_OUTPUTS.items() if fresh else ():
+        if (output_dir / name).is_dir() and any((output_dir / name).iterdir()):
+            set_aside(output_dir / name, what)
 
 
 def warn_if_resumed_elsewhere(ckpt_path: Path, output_dir: Path) -> None:

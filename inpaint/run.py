@@ -27,7 +27,7 @@ from inpaint.resume import (
     batches_trained,
     continue_csv_curves,
     load_fitting_checkpoint,
-    set_aside_earlier_metrics,
+    set_aside_earlier_run,
     wandb_run_of,
     warn_if_resumed_elsewhere,
 )
@@ -148,7 +148,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if earlier_record:
         # A test of a checkpoint in its run's folder keeps that run's record for inpaint.tables.
         record_job(cfg, run_dir, ".hydra" if cfg.train else ".test")
-    set_aside_earlier_metrics(run_dir)
+    set_aside_earlier_run(run_dir, fresh=cfg.train and not cfg.get("ckpt_path"))
     keep_wandb_files_in(run_dir)
     # A resumed training goes on in its W&B run; a test-only run gets one of its own.
     wandb_run = wandb_run_of(checkpoint) if cfg.train else None

@@ -404,6 +404,34 @@ def test_a_test_split_without_readable_images_stops_the_run_before_training(tmp_
     assert (tmp_path / "run" / "metrics.json").is_file()
 
 
+def test_a_fresh_rerun_sets_the_earlier_runs_checkpoints_curves_and_pictures_aside(tmp_path):
+    """Otherwise its best-*.ckpt and last.ckpt pass for the new run's until that one writes
+    its own (the new best as best-*-v1.ckpt), and its curves and pictures are replaced."""
+    outputs = ("checkpoints", "csv", "samples")
+
+    def files():
+        return {
+            str(path.relative_to(tmp_path)): path.read_bytes()
+            for name in outputs
+            for path in (tmp_path / name).rglob("*")
+            if path.is_file()
+        }
+
+    train(tiny_config(tmp_path, ["logger=csv"]))
+    first = files()
+    assert {name.split("/")[0] for name in first} == set(outputs)
+    train(tiny_config(tmp_path, ["logger=csv", "seed=7"]))
+    for name, content in first.items():
+        top, rest = name.split("/", 1)
+        assert (tmp_path / f"{top}.earlier" / rest).read_bytes() == content
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "best-epoch000.ckpt",
+        "last.ckpt",
+    ]
+    assert files().keys() == first.keys()  # the new run's, under the same names
+    assert (tmp_path / "metrics.earlier.json").is_file()
+
+
 def test_an_earlier_runs_metrics_are_set_aside_before_a_rerun(tmp_path):
     """A rerun into the same folder that fails must not leave the earlier numbers as its own
     (inpaint.tables would count the job as a success)."""
