@@ -31,9 +31,9 @@ def load_fitting_checkpoint(ckpt_path: str | None, model: L.LightningModule) -> 
     except RuntimeError as error:
         trained = checkpoint.get("hyper_parameters", {}).get("config", {}).get("_target_")
         raise ValueError(
-            f"ckpt_path={path} holds a {trained or 'model'} that does not fit this run's "
-            f"{type(model).__name__} ({state_dict_mismatch(error)}): give the overrides it "
-            "was trained with (experiment=..., model widths)"
+            f"ckpt_path={path} holds a model ({trained or 'of unknown class'}) that does not "
+            f"fit this run's {type(model).__name__} ({state_dict_mismatch(error)}): give the "
+            "overrides it was trained with (experiment=..., model widths)"
         ) from None
     return checkpoint
 

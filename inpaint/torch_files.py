@@ -31,8 +31,13 @@ def load_torch_file(path: Path, what: str, weights_only: bool = False):
         raise ValueError(f"{path} is not {what} that torch can read ({reason})") from None
 
 
-def state_dict_mismatch(error: RuntimeError) -> str:
-    """The first line that `load_state_dict`'s error gives after its heading (the first
-    missing key or size mismatch)."""
+def state_dict_mismatch(error: RuntimeError, keys_shown: int = 3) -> str:
+    """The first line that `load_state_dict`'s error gives after its heading (the missing or
+    unexpected keys, or the first size mismatch), with its first `keys_shown` keys only."""
     lines = str(error).split("\n", 2)
-    return lines[1].strip() if len(lines) > 1 else lines[0]
+    line = lines[1].strip() if len(lines) > 1 else lines[0]
+    heading, _, keys = line.partition(": ")
+    names = keys.split(", ")
+    if heading.endswith("key(s) in state_dict") and len(names) > keys_shown:
+        return f"{heading}: {', '.join(names[:keys_shown])}, ... ({len(names)} in all)"
+    return line
