@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -108,6 +109,22 @@ def set_aside_earlier_run(output_dir: Path, fresh: bool) -> None:
     for name, what in TRAINING_OUTPUTS.items() if fresh else ():
         if (output_dir / name).is_dir() and any((output_dir / name).iterdir()):
             set_aside(output_dir / name, what)
+
+
+def best_checkpoint(callback: ModelCheckpoint | None) -> str:
+    """The best checkpoint to test ("" without one). Resumed in a run's folder that was moved
+    or copied, Lightning keeps the path the best had in the folder it was saved in: the file
+    of that name in this run's checkpoints folder is the one."""
+    if callback is None or not callback.best_model_path:
+        return ""
+    best, folder = Path(callback.best_model_path), Path(callback.dirpath)
+    here = folder / best.name
+    if best.parent.resolve() != folder.resolve() and here.is_file():
+        log.warning(
+            "the best checkpoint was saved as %s, in another folder: testing %s", best, here
+        )
+        return str(here)
+    return str(best)
 
 
 def warn_if_resumed_elsewhere(ckpt_path: Path, output_dir: Path) -> None:

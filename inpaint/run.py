@@ -25,6 +25,7 @@ from inpaint.devices import flush_denormals, slow_bf16
 from inpaint.models.base import STAGES
 from inpaint.resume import (
     batches_trained,
+    best_checkpoint,
     continue_csv_curves,
     load_fitting_checkpoint,
     set_aside_earlier_run,
@@ -196,7 +197,7 @@ def fit_and_test(
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         metrics |= {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.test:
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        best = best_checkpoint(trainer.checkpoint_callback)
         ckpt_path = best or (None if cfg.train else cfg.get("ckpt_path"))
         if cfg.train and not best:
             log.warning("no best checkpoint was saved; testing the weights as they are")

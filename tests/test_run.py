@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -403,6 +404,25 @@ def test_a_test_split_without_readable_images_stops_the_run_before_training(tmp_
         train(cfg)
     assert not (tmp_path / "run" / "checkpoints").exists()
     assert (tmp_path / "run" / "metrics.json").is_file()
+
+
+@pytest.mark.parametrize("how", ["moved", "copied"])
+def test_a_run_resumed_in_its_moved_or_copied_folder_tests_its_own_best(tmp_path, how):
+    """Lightning restores the best checkpoint's path in the folder it was saved in: gone, or
+    another run's, once the folder is moved or copied."""
+    original, run = tmp_path / "original", tmp_path / "run"
+    train(tiny_config(original, ["~logger"]))
+    shutil.copytree(original, run)
+    scores = json.loads((run / "metrics.json").read_text())
+    if how == "moved":
+        shutil.rmtree(original)
+    else:  # the original's best now holds other weights: testing it would score those
+        best = original / "checkpoints" / "best-epoch000.ckpt"
+        checkpoint = torch.load(best, weights_only=False)
+        checkpoint["state_dict"] = {k: v + 1 for k, v in checkpoint["state_dict"].items()}
+        torch.save(checkpoint, best)
+    train(tiny_config(run, ["~logger", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"]))
+    assert json.loads((run / "metrics.json").read_text()) == pytest.approx(scores)
 
 
 def test_a_fresh_rerun_sets_the_earlier_runs_checkpoints_curves_and_pictures_aside(tmp_path):
