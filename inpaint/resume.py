@@ -111,6 +111,37 @@ def set_aside_earlier_run(output_dir: Path, fresh: bool) -> None:
             set_aside(output_dir / name, what)
 
 
+def flatten(tree: dict, prefix: str) -> dict[str, object]:
+    """Nested settings as {"data.mask.count": ...}."""
+    flat: dict[str, object] = {}
+    for key, value in tree.items():
+        name = f"{prefix}.{key}"
+        flat |= flatten(value, name) if isinstance(value, dict) else {name: value}
+    return flat
+
+
+def warn_if_settings_differ(checkpoint: dict, hparams: dict, shown: int = 5) -> None:
+    """A resume goes on with this run's model, data and mask settings, whatever the
+    checkpoint was trained with: say which differ (on purpose to fine-tune, or an override
+    of the earlier run forgotten)."""
+    trained, now = {}, {}
+    for key, group in (("config", "model"), ("data", "data"), ("mask", "mask")):
+        trained |= flatten(checkpoint.get("hyper_parameters", {}).get(key) or {}, group)
+        now |= flatten(hparams.get(key) or {}, group)
+    changed = [
+        f"{key}: {trained.get(key, '(unset)')} -> {now.get(key, '(unset)')}"
+        for key in sorted(trained.keys() | now.keys())
+        if trained.get(key) != now.get(key)
+    ]
+    if changed:
+        log.warning(
+            "the checkpoint was trained with other settings than this run's (%d): %s%s",
+            len(changed),
+            "; ".join(changed[:shown]),
+            "; ..." if len(changed) > shown else "",
+        )
+
+
 def best_checkpoint(callback: ModelCheckpoint | None) -> str:
     """The best checkpoint to test ("" without one). Resumed in a run's folder that was moved
     or copied, Lightning keeps the path the best had in the folder it was saved in: the file

@@ -31,6 +31,7 @@ from inpaint.resume import (
     set_aside_earlier_run,
     wandb_run_of,
     warn_if_resumed_elsewhere,
+    warn_if_settings_differ,
 )
 
 log = logging.getLogger(__name__)
@@ -145,6 +146,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     for split in (["train", "val"] if cfg.train else []) + (["test"] if cfg.test else []):
         datamodule.dataset(split)
     checkpoint = load_fitting_checkpoint(cfg.get("ckpt_path"), model)
+    if cfg.train and checkpoint:
+        warn_if_resumed_elsewhere(Path(cfg.ckpt_path), run_dir)
+        warn_if_settings_differ(checkpoint, model.hparams)
     # The checks passed: the run starts.
     if earlier_record:
         # A test of a checkpoint in its run's folder keeps that run's record for inpaint.tables.
@@ -191,8 +195,6 @@ def fit_and_test(
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
     metrics: dict[str, float] = {}
-    if cfg.train and cfg.get("ckpt_path"):
-        warn_if_resumed_elsewhere(Path(cfg.ckpt_path), run_dir)
     if cfg.train:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         metrics |= {k: float(v) for k, v in trainer.callback_metrics.items()}

@@ -168,7 +168,7 @@ def test_resuming_in_place_keeps_the_earlier_best_and_elsewhere_warns(tmp_path, 
     caplog.clear()
     with caplog.at_level("WARNING", logger="inpaint.resume"):
         train(tiny_config(run, resume))
-    assert "new directory" not in caplog.text
+    assert "new directory" not in caplog.text and "other settings" not in caplog.text
     assert [p.name for p in (run / "checkpoints").glob("best-*")] == ["best-epoch000.ckpt"]
     assert torch.load(last, weights_only=False)["epoch"] == 2
 
@@ -404,6 +404,15 @@ def test_a_test_split_without_readable_images_stops_the_run_before_training(tmp_
         train(cfg)
     assert not (tmp_path / "run" / "checkpoints").exists()
     assert (tmp_path / "run" / "metrics.json").is_file()
+
+
+def test_a_resume_with_other_settings_names_them(tmp_path, caplog):
+    train(tiny_config(tmp_path, ["~logger"]))
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    changed = ["~logger", f"ckpt_path={last}", "trainer.max_epochs=2", "data.train_length=12"]
+    with caplog.at_level("WARNING", logger="inpaint.resume"):
+        train(tiny_config(tmp_path, changed))
+    assert "other settings than this run's (1): data.train_length: 16 -> 12" in caplog.text
 
 
 @pytest.mark.parametrize("how", ["moved", "copied"])
