@@ -1,8 +1,11 @@
 """Composing the project's Hydra configs from Python (benchmarks, tests, notebooks), and
-recording a job's."""
+recording and logging a job's."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -49,3 +52,16 @@ def record_job(cfg: DictConfig, run_dir: Path, subdir: str = ".hydra") -> None:
     (folder / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
     (folder / "hydra.yaml").write_text(OmegaConf.to_yaml(HydraConfig.instance().cfg))
     (folder / "overrides.yaml").write_text(OmegaConf.to_yaml(HydraConfig.get().overrides.task))
+
+
+@contextmanager
+def logged_job(log: logging.Logger) -> Iterator[None]:
+    """The job's log file starts with its overrides and ends with its error, if any: Hydra
+    appends a rerun's lines to the same file, and prints an error on the console only."""
+    overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+    log.info("started with overrides: %s", " ".join(overrides) or "none")
+    try:
+        yield
+    except Exception as error:
+        log.error("failed: %s: %s", type(error).__name__, error)
+        raise

@@ -29,7 +29,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from inpaint.baselines import BASELINES, inpaint_classical
-from inpaint.config import record_job
+from inpaint.config import logged_job, record_job
 from inpaint.data.damage import damage, make_fill, other_index
 from inpaint.data.dataset import require_seed, split_key
 from inpaint.data.images import (
@@ -447,7 +447,8 @@ def write_outputs(directory: Path, report: dict, panel: list, tile: int) -> None
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     flush_denormals()
-    evaluate(cfg)
+    with logged_job(log):
+        evaluate(cfg)
 
 
 if __name__ == "__main__":

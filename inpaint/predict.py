@@ -47,6 +47,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from inpaint.config import logged_job
 from inpaint.data.images import (
     has_colour_profile,
     list_images,
@@ -422,7 +423,8 @@ failed_outputs: list[str] = []
 @hydra.main(version_base="1.3", config_path="../conf/predict", config_name="predict")
 def predict_job(cfg: DictConfig) -> None:
     flush_denormals()
-    report = predict(cfg)
+    with logged_job(log):
+        report = predict(cfg)
     if report.failed:
         total = len(report.failed) + len(report.written)
         log.error("%d of %d images failed:", len(report.failed), total)

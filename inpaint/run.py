@@ -20,7 +20,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from inpaint.config import record_job
+from inpaint.config import logged_job, record_job
 from inpaint.devices import flush_denormals, slow_bf16
 from inpaint.models.base import STAGES
 from inpaint.resume import (
@@ -216,7 +216,8 @@ def fit_and_test(
 def main(cfg: DictConfig) -> float | None:
     flush_denormals()
     try:
-        metrics = train(cfg)
+        with logged_job(log):
+            metrics = train(cfg)
     except SIGTERMException:
         # Lightning stops on SIGTERM with a SystemExit of status 0: a scheduler, a shell's
         # `&&` or a sweep would take the stopped run for a finished one.

@@ -131,6 +131,9 @@ def test_cli_writes_every_row_and_bucket_and_recomputes_a_baseline(
     )
     assert "already holds" in refused.stderr
     assert (out / ".evaluate" / "overrides.yaml").read_text() == record
+    log_text = (out / "evaluate.log").read_text()  # both runs', the refusal's reason last
+    assert log_text.count("started with overrides:") == 2
+    assert "failed: FileExistsError: " in log_text.splitlines()[-1]
 
     # Telea on image a (the 0-10% bucket), recomputed with OpenCV and numpy alone.
     image = read_image(images / "a.png")

@@ -348,7 +348,25 @@ def test_command_writes_what_it_can_and_exits_nonzero_on_a_broken_file(
     assert "images failed in 2 jobs" in result.stdout
     for job, output in enumerate(outputs):
         assert read_pixels(output / "good.png").shape == (37, 45, 3)
-        assert "broken.png" in (tmp_path / "sweep" / str(job) / "predict.log").read_text()
+        log_text = (tmp_path / "sweep" / str(job) / "predict.log").read_text()
+        assert re.search(f"started with overrides: .*output={output}\n", log_text)
+        assert "broken.png" in log_text
+
+
+def test_a_refused_command_says_why_in_its_log_file(tmp_path):
+    missing = tmp_path / "nowhere.ckpt"
+    arguments = [f"ckpt_path={missing}", f"input={tmp_path}", f"output={tmp_path / 'out'}"]
+    result = subprocess.run(
+        [sys.executable, "-m", "inpaint.predict", *arguments, f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=ROOT,
+        env={**os.environ, **QUIET_OFFLINE},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    log_text = (tmp_path / "run" / "predict.log").read_text()
+    assert f"failed: FileNotFoundError: ckpt_path={missing} does not exist" in log_text
 
 
 class FakeNetwork:

@@ -632,6 +632,13 @@ def test_a_refused_command_leaves_the_hydra_record_of_the_run_in_its_folder(tmp_
     assert refused("optimized_metric=val/other") == first
     missing = tmp_path / "missing.ckpt"
     assert refused("train=false", f"ckpt_path={missing}", reason="does not exist") == first
+    # Each refusal's overrides and reason are in the log file the three runs share.
+    log_lines = (tmp_path / "run.log").read_text().splitlines()
+    starts = [line for line in log_lines if "started with overrides:" in line]
+    failures = [line for line in log_lines if "failed: " in line]
+    assert len(starts) == len(failures) == 3 and "train=false" in starts[-1]
+    assert "ValueError: " in failures[0] and "does not log it" in failures[0]
+    assert f"FileNotFoundError: ckpt_path={missing} does not exist" in failures[-1]
 
 
 @pytest.mark.parametrize("saved", ["weights", "tensor"])
