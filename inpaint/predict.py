@@ -102,6 +102,7 @@ class Painted:
 class PredictReport:
     written: list[Path] = field(default_factory=list)  # result images
     failed: dict[Path, str] = field(default_factory=dict)  # input image -> reason
+    network_failed: bool = False  # on a batch: its error's traceback is logged
 
 
 def check_config(cfg: DictConfig) -> tuple[Path, Path]:
@@ -360,12 +361,12 @@ def attempt(report: PredictReport, jobs: list[Job], action: Callable, *args, err
         return action(*args)
     except errors as error:
         reason = f"{type(error).__name__}: {error}"
-        first = not report.failed
         for job in jobs:
             log.error("skipped %s: %s", job.source, reason)
             report.failed[job.source] = reason
-        if first and not isinstance(error, IMAGE_ERRORS):  # a fault of the code shows where
-            log.error("traceback of the first failure:", exc_info=error)
+        if not isinstance(error, IMAGE_ERRORS) and not report.network_failed:
+            report.network_failed = True  # its traceback once: a fault of the code shows where
+            log.error("traceback of the network's first failure:", exc_info=error)
         return None
 
 

@@ -100,12 +100,15 @@ TRAINING_OUTPUTS = {"checkpoints": "checkpoints", "csv": "curves", "samples": "p
 
 
 @rank_zero_only
-def set_aside_earlier_run(output_dir: Path, fresh: bool) -> None:
+def set_aside_earlier_run(output_dir: Path, fresh: bool, record: bool) -> None:
     """A run into a folder that holds an earlier run's `metrics.json` (a rerun, a resume in
-    place) must not leave those numbers to pass for its own if it stops before testing; a
-    fresh training run (no checkpoint to go on from) also sets aside that run's outputs."""
+    place, a test) must not leave those numbers to pass for its own if it stops before
+    testing; its Hydra record (`record`: `.hydra/`, which the new run's replaces) is kept,
+    and a fresh training run (no checkpoint to go on from) also sets aside its outputs."""
     if (output_dir / "metrics.json").is_file():
         set_aside(output_dir / "metrics.json", "test metrics")
+    if record:
+        set_aside(output_dir / ".hydra", "Hydra record")
     for name, what in TRAINING_OUTPUTS.items() if fresh else ():
         if (output_dir / name).is_dir() and any((output_dir / name).iterdir()):
             set_aside(output_dir / name, what)
@@ -120,6 +123,10 @@ def flatten(tree: dict, prefix: str) -> dict[str, object]:
     return flat
 
 
+# Settings that change where the data lies or how it is read, not what is learnt.
+NOT_LEARNT = {"num_workers", "root"}
+
+
 def warn_if_settings_differ(checkpoint: dict, hparams: dict, shown: int = 5) -> None:
     """A resume goes on with this run's model, data and mask settings, whatever the
     checkpoint was trained with: say which differ (on purpose to fine-tune, or an override
@@ -131,7 +138,7 @@ def warn_if_settings_differ(checkpoint: dict, hparams: dict, shown: int = 5) -> 
     changed = [
         f"{key}: {trained.get(key, '(unset)')} -> {now.get(key, '(unset)')}"
         for key in sorted(trained.keys() | now.keys())
-        if trained.get(key) != now.get(key)
+        if trained.get(key) != now.get(key) and key.rsplit(".", 1)[-1] not in NOT_LEARNT
     ]
     if changed:
         log.warning(
@@ -158,8 +165,19 @@ def best_checkpoint(callback: ModelCheckpoint | None) -> str:
     return str(best)
 
 
-def warn_if_resumed_elsewhere(ckpt_path: Path, output_dir: Path) -> None:
-    """Lightning restores the best checkpoint's score only in the directory it was saved to."""
+def saved_in(checkpoint: dict) -> list[Path]:
+    """The folders the checkpoint's ModelCheckpoint callbacks saved into."""
+    states = checkpoint.get("callbacks", {})
+    return [
+        Path(state["dirpath"])
+        for key, state in states.items()
+        if key.startswith("ModelCheckpoint") and isinstance(state, dict) and state.get("dirpath")
+    ]
+
+
+def warn_if_resumed_elsewhere(ckpt_path: Path, output_dir: Path, checkpoint: dict) -> None:
+    """Lightning restores the best checkpoint's score only in the directory it was saved to:
+    not in a new directory, nor in the run's own once that was moved or copied."""
     run_dir = ckpt_path.resolve().parent.parent
     if ckpt_path.resolve().parent.name == "checkpoints" and run_dir != output_dir.resolve():
         log.warning(
@@ -168,4 +186,18 @@ def warn_if_resumed_elsewhere(ckpt_path: Path, output_dir: Path) -> None:
             ckpt_path,
             output_dir,
             run_dir,
+        )
+        return
+    elsewhere = [
+        folder
+        for folder in saved_in(checkpoint)
+        if not folder.resolve().is_relative_to(output_dir.resolve())
+    ]
+    if elsewhere:
+        log.warning(
+            "%s was saved in %s, a folder this run's was moved or copied from: Lightning "
+            "forgets the earlier best score, and the best checkpoint will be chosen among the "
+            "epochs run from here on",
+            ckpt_path,
+            elsewhere[0],
         )

@@ -147,13 +147,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
         datamodule.dataset(split)
     checkpoint = load_fitting_checkpoint(cfg.get("ckpt_path"), model)
     if cfg.train and checkpoint:
-        warn_if_resumed_elsewhere(Path(cfg.ckpt_path), run_dir)
+        warn_if_resumed_elsewhere(Path(cfg.ckpt_path), run_dir, checkpoint)
         warn_if_settings_differ(checkpoint, model.hparams)
     # The checks passed: the run starts.
+    set_aside_earlier_run(
+        run_dir, fresh=cfg.train and not cfg.get("ckpt_path"), record=earlier_record
+    )
     if earlier_record:
-        # A test of a checkpoint in its run's folder keeps that run's record for inpaint.tables.
-        record_job(cfg, run_dir, ".hydra" if cfg.train else ".test")
-    set_aside_earlier_run(run_dir, fresh=cfg.train and not cfg.get("ckpt_path"))
+        record_job(cfg, run_dir)
     keep_wandb_files_in(run_dir)
     # A resumed training goes on in its W&B run; a test-only run gets one of its own.
     wandb_run = wandb_run_of(checkpoint) if cfg.train else None

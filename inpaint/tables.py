@@ -46,10 +46,10 @@ PAPER = {
 
 
 # Overrides that make no other setting: a table cell's column (data), a repeat of it (seed),
-# a resume (ckpt_path). The row is the job's task_name; `experiment=` stays among the
-# settings compared, so two experiment files of one task (a variant that inherits it) are
-# not averaged as seeds of one setting.
-NOT_SETTINGS = {"data", "seed", "ckpt_path"}
+# a resume or a test of the job's checkpoint in its folder (ckpt_path, train=false). The row
+# is the job's task_name; `experiment=` stays among the settings compared, so two experiment
+# files of one task (a variant that inherits it) are not averaged as seeds of one setting.
+NOT_SETTINGS = {"data", "seed", "ckpt_path", "train"}
 
 
 @dataclass
@@ -63,7 +63,7 @@ class Job:
 
     @property
     def settings(self) -> tuple[str, ...]:
-        """Its overrides that make another setting (not data, seed, ckpt_path)."""
+        """Its overrides that make another setting (not data, seed, ckpt_path, train)."""
         return other_settings(self.overrides)
 
 

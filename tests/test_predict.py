@@ -518,11 +518,12 @@ def test_a_batch_the_network_refuses_is_reported_and_the_other_batches_written(
     for name, shape in {"a.png": (20, 30), "b.png": (20, 40), "c.png": (20, 30)}.items():
         write_pixels(photos / name, np.zeros((*shape, 3), np.uint8))
         write_pixels(masks / name, hole_mask(shape))
+    (photos / "0.png").write_bytes(b"not an image")  # an image's own problem, first
     with caplog.at_level(logging.ERROR, logger="inpaint.predict"):
-        report = run(ckpt, photos, tmp_path / "out", f"mask={masks}", "batch_size=3")
-    assert sorted(path.name for path in report.failed) == ["a.png", "c.png"]
+        report = run(ckpt, photos, tmp_path / "out", f"mask={masks}", "batch_size=4")
+    assert sorted(path.name for path in report.failed) == ["0.png", "a.png", "c.png"]
     reason = f"{error.__name__}: the network cannot take 30 px wide images"
-    assert set(report.failed.values()) == {reason}
+    assert {report.failed[photos / name] for name in ("a.png", "c.png")} == {reason}
     # The network's error (not an image's own problem) shows its traceback, once.
     tracebacks = [record for record in caplog.records if record.exc_info]
     assert len(tracebacks) == (0 if error is ValueError else 1)

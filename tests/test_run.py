@@ -168,7 +168,7 @@ def test_resuming_in_place_keeps_the_earlier_best_and_elsewhere_warns(tmp_path, 
     caplog.clear()
     with caplog.at_level("WARNING", logger="inpaint.resume"):
         train(tiny_config(run, resume))
-    assert "new directory" not in caplog.text and "other settings" not in caplog.text
+    assert not re.search("new directory|moved or copied|other settings", caplog.text)
     assert [p.name for p in (run / "checkpoints").glob("best-*")] == ["best-epoch000.ckpt"]
     assert torch.load(last, weights_only=False)["epoch"] == 2
 
@@ -256,8 +256,8 @@ def test_a_resumed_sweep_job_continues_its_wandb_run_and_group(tmp_path):
 def test_a_failed_sweep_job_keeps_its_wandb_run_and_a_test_in_place_its_records(tmp_path):
     """Each job of a sweep logs to a W&B run of its own, the one after a failed job too. A
     test of a job's checkpoint in its folder starts a W&B run of its own (an offline run of
-    the training run's id would replace its history when synced) and keeps the job's Hydra
-    record, which inpaint.tables reads."""
+    the training run's id would replace its history when synced) and sets the training's
+    Hydra record aside."""
     sweep = tmp_path / "sweep"
     tiny = ["debug=fast", "logger=default", "data.image_size=32", *TINY_MODELS["unet"]]
     run_module(
@@ -279,8 +279,8 @@ def test_a_failed_sweep_job_keeps_its_wandb_run_and_a_test_in_place_its_records(
     (best,) = (job / "checkpoints").glob("best-*.ckpt")
     run_module("inpaint.run", *tiny, "train=false", f"ckpt_path={best}", f"hydra.run.dir={job}")
     (tested,) = set(run_ids(job)) - {trained}
-    assert (job / ".hydra" / "overrides.yaml").read_text() == record
-    assert "train=false" in (job / ".test" / "overrides.yaml").read_text()
+    assert (job / ".hydra.earlier" / "overrides.yaml").read_text() == record
+    assert "train=false" in (job / ".hydra" / "overrides.yaml").read_text()
     assert json.loads((job / "metrics.json").read_text())["test/psnr"] > 0
 
 
@@ -410,13 +410,14 @@ def test_a_resume_with_other_settings_names_them(tmp_path, caplog):
     train(tiny_config(tmp_path, ["~logger"]))
     last = tmp_path / "checkpoints" / "last.ckpt"
     changed = ["~logger", f"ckpt_path={last}", "trainer.max_epochs=2", "data.train_length=12"]
+    changed.append("data.num_workers=1")  # how the data is read: not named
     with caplog.at_level("WARNING", logger="inpaint.resume"):
         train(tiny_config(tmp_path, changed))
     assert "other settings than this run's (1): data.train_length: 16 -> 12" in caplog.text
 
 
 @pytest.mark.parametrize("how", ["moved", "copied"])
-def test_a_run_resumed_in_its_moved_or_copied_folder_tests_its_own_best(tmp_path, how):
+def test_a_run_resumed_in_its_moved_or_copied_folder_tests_its_own_best(tmp_path, caplog, how):
     """Lightning restores the best checkpoint's path in the folder it was saved in: gone, or
     another run's, once the folder is moved or copied."""
     original, run = tmp_path / "original", tmp_path / "run"
@@ -430,8 +431,10 @@ def test_a_run_resumed_in_its_moved_or_copied_folder_tests_its_own_best(tmp_path
         checkpoint = torch.load(best, weights_only=False)
         checkpoint["state_dict"] = {k: v + 1 for k, v in checkpoint["state_dict"].items()}
         torch.save(checkpoint, best)
-    train(tiny_config(run, ["~logger", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"]))
+    with caplog.at_level("WARNING", logger="inpaint.resume"):
+        train(tiny_config(run, ["~logger", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"]))
     assert json.loads((run / "metrics.json").read_text()) == pytest.approx(scores)
+    assert f"was saved in {original / 'checkpoints'}, a folder this run's was moved" in caplog.text
 
 
 def test_a_fresh_rerun_sets_the_earlier_runs_checkpoints_curves_and_pictures_aside(tmp_path):

@@ -332,6 +332,11 @@ JOB_OVERRIDES = {  # how a seed's job folder holds its overrides
     "plain": lambda seed: None,
     # resumed in place: ckpt_path too
     "resumed": lambda seed: ["experiment=epn", f"seed={seed}", "ckpt_path=/run/last.ckpt"],
+    # one job's checkpoint tested again in place (a repair of a failed test)
+    "tested": lambda seed: (
+        ["experiment=epn", f"seed={seed}"]
+        + (["train=false", "ckpt_path=/b.ckpt"] if seed == 1 else [])
+    ),
     # ${...} given on the command line: escaped in the job folders
     "interpolation": lambda seed: ["experiment=epn", "lr=$\\{g.lr\\}", f"seed={seed}"],
 }
@@ -343,6 +348,7 @@ JOB_OVERRIDES = {  # how a seed's job folder holds its overrides
         # seeds from a config's hydra.sweeper.params, one of them never started
         (["experiment=epn"], {"seed": "1,2,3,4,5"}, "plain", ["seed=5 experiment=epn"]),
         (["experiment=epn", "seed=1,2,3,4"], None, "resumed", []),
+        (["experiment=epn", "seed=1,2,3,4"], None, "tested", []),
         (["experiment=epn", "lr=${g.lr}", "seed=1,2,3,4"], None, "interpolation", []),
         # glob(...) needs the configs to expand: not listed, and no error
         (["experiment=epn", "data=glob(sa*)", "seed=1,2,3,4"], None, "plain", []),
