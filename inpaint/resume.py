@@ -101,10 +101,10 @@ TRAINING_OUTPUTS = {"checkpoints": "checkpoints", "csv": "curves", "samples": "p
 
 @rank_zero_only
 def set_aside_earlier_run(output_dir: Path, fresh: bool, record: bool) -> None:
-    """A run into a folder that holds an earlier run's `metrics.json` (a rerun, a resume in
-    place, a test) must not leave those numbers to pass for its own if it stops before
-    testing; its Hydra record (`record`: `.hydra/`, which the new run's replaces) is kept,
-    and a fresh training run (no checkpoint to go on from) also sets aside its outputs."""
+    """Move aside what an earlier run in this folder (a rerun, a resume in place, a test)
+    left: its `metrics.json`, which must not pass for this run's if it stops before testing;
+    its Hydra record `.hydra/` when `record` (this run writes its own there next); and, for
+    a `fresh` training run (no checkpoint to go on from), its checkpoints, curves, pictures."""
     if (output_dir / "metrics.json").is_file():
         set_aside(output_dir / "metrics.json", "test metrics")
     if record:
