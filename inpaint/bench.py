@@ -225,13 +225,15 @@ def bench_networks(
     networks: list[str], settings: list[tuple[int, int, int]], precisions: list[str]
 ) -> list[dict]:
     rows = []
+    width = {}
     for name in networks:
         for size, batch, steps in settings:
             for precision in precisions:
                 rows.append(measure_in_child(_measure_network, name, size, batch, precision, steps))
-                print_table("", rows[-1:]) if len(rows) == 1 else print(
-                    "  ".join(_fmt(v) for v in rows[-1].values())
-                )
+                if not width:  # rows print as they come, so the columns get room up front
+                    width = {c: max(len(c), STREAMED_COLUMN_WIDTH) for c in rows[0]}
+                    print(_line({c: c for c in width}, width))
+                print(_line({c: _fmt(v) for c, v in rows[-1].items()}, width))
     return rows
 
 
@@ -309,13 +311,19 @@ def bench_pipeline(
     ]
 
 
+STREAMED_COLUMN_WIDTH = 10  # "bf16-mixed" and "12,345.6" fit
+
+
 def print_table(title: str, rows: list[dict]) -> None:
-    columns = list(rows[0])
-    width = {c: max(len(c), *(len(_fmt(r[c])) for r in rows)) for c in columns}
+    width = {c: max(len(c), *(len(_fmt(r[c])) for r in rows)) for c in rows[0]}
     print(f"\n{title}")
-    print("  ".join(c.rjust(width[c]) for c in columns))
+    print(_line({c: c for c in width}, width))
     for row in rows:
-        print("  ".join(_fmt(row[c]).rjust(width[c]) for c in columns))
+        print(_line({c: _fmt(v) for c, v in row.items()}, width))
+
+
+def _line(cells: dict[str, str], width: dict[str, int]) -> str:
+    return "  ".join(cells[c].rjust(width[c]) for c in width)
 
 
 def _fmt(value) -> str:

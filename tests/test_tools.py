@@ -71,14 +71,24 @@ def test_bench_times_every_mask_generator_and_both_edge_paths(tmp_path, capsys, 
     assert "Mask synthesis at 64x64" in capsys.readouterr().out
 
 
-def test_bench_measures_a_network_in_its_own_process(tmp_path):
+def test_bench_measures_each_network_in_its_own_process_and_aligns_the_rows(tmp_path, capsys):
     output = tmp_path / "bench.json"
     arguments = ["--sections", "networks", "--networks", "mpn", "--precisions", "32"]
-    bench.main([*arguments, "--network-sizes", "32", "--steps", "1", "--output", str(output)])
-    (row,) = json.loads(output.read_text())["networks"]
-    assert (row["network"], row["size"], row["batch"], row["precision"]) == ("mpn", 32, 8, "32")
-    assert row["train_img_per_s"] > 0 and row["infer_ms_per_img"] > 0
-    assert row["peak_mem_mib"] >= 0  # above the idle process: a toy network may add nothing
+    sizes = ["--network-sizes", "16", "32"]
+    bench.main([*arguments, *sizes, "--steps", "1", "--output", str(output)])
+    rows = json.loads(output.read_text())["networks"]
+    assert [(r["network"], r["size"], r["batch"], r["precision"]) for r in rows] == [
+        ("mpn", 16, 8, "32"),
+        ("mpn", 32, 8, "32"),
+    ]
+    for row in rows:
+        assert row["train_img_per_s"] > 0 and row["infer_ms_per_img"] > 0
+        assert row["peak_mem_mib"] >= 0  # above the idle process: a toy network may add nothing
+    printed = capsys.readouterr().out.splitlines()
+    header = next(i for i, line in enumerate(printed) if "infer_ms_per_img" in line)
+    table = printed[header : header + 3]
+    column_ends = {tuple(m.end() for m in re.finditer(r"\S+", line)) for line in table}
+    assert len(column_ends) == 1  # rows printed as they come still line up under the header
 
 
 @pytest.mark.parametrize("bf16_kernels", [True, False])
