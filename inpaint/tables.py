@@ -109,7 +109,7 @@ def read_jobs(multirun: Path) -> list[Job]:
         )
     if not jobs:
         raise FileNotFoundError(f"{multirun} holds no Hydra job folders (.hydra/config.yaml)")
-    check_repeats(jobs)
+    check_repeats([job for job in jobs if row_keys(job)])  # others are only listed
     return jobs
 
 

@@ -297,15 +297,21 @@ def test_two_experiment_files_of_one_task_are_not_averaged_as_seeds(tmp_path):
 
 def test_a_job_of_a_task_in_neither_table_is_listed(tmp_path):
     sweep = epn_sweep(tmp_path / "sweep")
-    fake_job(sweep / "4", "epn_lr_test", 1, {"test/edge_psnr": 30.0, "test/edge_ssim": 0.9})
+    # Two jobs of it that differ in more than the seed (an Optuna search's trials) are no
+    # cell of a table: they are listed, not refused as repeats.
+    for index, lr in ((4, "0.1"), (5, "0.01")):
+        overrides = ["experiment=epn_lr_test", f"model.lr={lr}"]
+        metrics = {"test/edge_psnr": 30.0, "test/edge_ssim": 0.9}
+        fake_job(sweep / str(index), "epn_lr_test", 1, metrics, overrides)
     written = tables.main([str(sweep), "--output", str(tmp_path)])
     (row,) = list(csv.DictReader(written["table2"].open()))
     assert (row["runs"], row["failed"]) == ("3", "1")
-    assert f"- in neither table (task_name=epn_lr_test): {sweep / '4'}" in (
-        written["markdown"].read_text()
-    )
+    markdown = written["markdown"].read_text()
+    for index in (4, 5):
+        assert f"- in neither table (task_name=epn_lr_test): {sweep / str(index)}" in markdown
     fake_only = tmp_path / "only"
     fake_job(fake_only / "0", "epn_lr_test", 1, {"test/edge_psnr": 30.0})
+    fake_job(fake_only / "1", "epn_lr_test", 1, {"test/edge_psnr": 31.0}, ["model.lr=0.1"])
     with pytest.raises(ValueError, match=r"task_name: \['epn_lr_test'\]"):
         tables.main([str(fake_only)])
 
