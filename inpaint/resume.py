@@ -50,6 +50,18 @@ def batches_trained(checkpoint: dict) -> int | None:
     return loop.get("_batches_that_stepped")
 
 
+def refuse_fewer_epochs(ckpt_path: str, checkpoint: dict, max_epochs: int | None) -> None:
+    """Lightning refuses a resume to fewer epochs than the checkpoint ran only inside its
+    fit, after the earlier run's files are set aside: refuse it before."""
+    progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {})
+    ran = progress.get("current", {}).get("processed")
+    if ran is not None and max_epochs not in (None, -1) and ran > max_epochs:
+        raise ValueError(
+            f"trainer.max_epochs={max_epochs}, but {ckpt_path} has run {ran} epochs: "
+            f"give trainer.max_epochs={ran} or more to resume it"
+        )
+
+
 def continue_csv_curves(loggers: list[Logger], last_step: int | None) -> None:
     """Lightning's CSVLogger empties the `metrics.csv` of the folder it logs into: a run from a
     checkpoint in the same folder keeps the earlier rows instead. Training goes on from

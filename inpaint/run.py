@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -28,6 +29,7 @@ from inpaint.resume import (
     best_checkpoint,
     continue_csv_curves,
     load_fitting_checkpoint,
+    refuse_fewer_epochs,
     set_aside_earlier_run,
     wandb_run_of,
     warn_if_resumed_elsewhere,
@@ -149,6 +151,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.train and checkpoint:
         warn_if_resumed_elsewhere(Path(cfg.ckpt_path), run_dir, checkpoint)
         warn_if_settings_differ(checkpoint, model.hparams)
+    elif cfg.train and hasattr(model, "refuse_untrained_frozen_stages"):
+        model.refuse_untrained_frozen_stages()
+    # Loggers come once the earlier run's files are set aside; bad trainer settings stop
+    # the run before that.
+    trainer = build_trainer(cfg, callbacks)
+    if cfg.train and checkpoint:
+        refuse_fewer_epochs(cfg.ckpt_path, checkpoint, trainer.max_epochs)
     # The checks passed: the run starts.
     set_aside_earlier_run(
         run_dir, fresh=cfg.train and not cfg.get("ckpt_path"), record=earlier_record
@@ -162,8 +171,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if checkpoint:
         continue_csv_curves(loggers, batches_trained(checkpoint) if cfg.train else None)
     del checkpoint  # trainer.fit and trainer.test load it again
+    trainer.loggers = loggers
     try:
-        metrics = fit_and_test(cfg, model, datamodule, callbacks, loggers)
+        metrics = fit_and_test(cfg, trainer, model, datamodule)
     except BaseException:
         finish_wandb_run(loggers, exit_code=1)
         raise
@@ -178,21 +188,22 @@ def finish_wandb_run(loggers: list[Logger], exit_code: int) -> None:
         wandb.run.finish(exit_code=exit_code)
 
 
-def fit_and_test(
-    cfg: DictConfig,
-    model: L.LightningModule,
-    datamodule: L.LightningDataModule,
-    callbacks: list,
-    loggers: list[Logger],
-) -> dict[str, float]:
-    """Fit (`train`), then test the best checkpoint (`test`); the metrics of both."""
-    run_dir = Path(cfg.paths.output_dir)
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+def build_trainer(cfg: DictConfig, callbacks: list) -> L.Trainer:
+    """The configured Trainer, without loggers yet."""
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=False)
     if str(trainer.precision).startswith("bf16") and (
         reason := slow_bf16(trainer.strategy.root_device)
     ):
         log.warning("trainer.precision=%s: %s", trainer.precision, reason)
-    for logger in loggers:
+    return trainer
+
+
+def fit_and_test(
+    cfg: DictConfig, trainer: L.Trainer, model: L.LightningModule, datamodule
+) -> dict[str, float]:
+    """Fit (`train`), then test the best checkpoint (`test`); the metrics of both."""
+    run_dir = Path(cfg.paths.output_dir)
+    for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
     metrics: dict[str, float] = {}
@@ -213,6 +224,19 @@ def fit_and_test(
     return metrics
 
 
+def resume_advice(run_dir: Path) -> str:
+    """The command that goes on from the run's last checkpoint, in its own folder, with its
+    own overrides (a sweep's job too, as a single run)."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        return "no checkpoint was written yet: run the command again to start over"
+    overrides = [
+        o for o in HydraConfig.get().overrides.task if not o.lstrip("+~").startswith("ckpt_path=")
+    ]
+    command = ["python", "-m", "inpaint.run", *overrides]
+    return "resume with: " + shlex.join([*command, f"ckpt_path={last}", f"hydra.run.dir={run_dir}"])
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     flush_denormals()
@@ -222,8 +246,7 @@ def main(cfg: DictConfig) -> float | None:
     except SIGTERMException:
         # Lightning stops on SIGTERM with a SystemExit of status 0: a scheduler, a shell's
         # `&&` or a sweep would take the stopped run for a finished one.
-        last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-        log.error("stopped by SIGTERM; resume with ckpt_path=%s (if it exists)", last)
+        log.error("stopped by SIGTERM; %s", resume_advice(Path(cfg.paths.output_dir)))
         sys.exit(128 + signal.SIGTERM)
     return metrics.get(cfg.get("optimized_metric") or "")
 

@@ -201,6 +201,14 @@ def test_staged_without_every_checkpoint_and_bad_freeze_are_clear_errors(
         )
 
 
+def test_training_a_chain_with_a_stage_frozen_at_random_is_refused(tmp_path, stage_checkpoints):
+    overrides = ["experiment=blind", "~logger", "model.freeze=[mpn,epn]"]
+    epn = f"model.stage_checkpoints.epn={stage_checkpoints['epn']}"
+    with pytest.raises(ValueError, match=r"freezes mpn, which no model.stage_checkpoints loads"):
+        train(tiny_config(tmp_path / "run", [*overrides, epn], "blind"))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_one_frozen_stage_may_be_named_without_brackets(tmp_path):
     model, _ = blind_model(tmp_path, ["model.freeze=mpn"])
     assert model.frozen == ("mpn",)
@@ -250,10 +258,14 @@ def test_resuming_with_other_stages_frozen_is_refused_by_name(tmp_path):
 @pytest.mark.parametrize(
     "trained, resumed", [("mpn", "[mpn]"), ("[mpn,epn]", "[epn,mpn]"), ("null", "[]")]
 )
-def test_resuming_with_the_same_stages_frozen_goes_on(tmp_path, trained, resumed):
+def test_resuming_with_the_same_stages_frozen_goes_on(
+    tmp_path, stage_checkpoints, trained, resumed
+):
     """The same stages, however written (`freeze=mpn` is stored as the string; null is none)."""
     run = tmp_path / "run"
-    train(tiny_config(run, ["experiment=blind", "~logger", f"model.freeze={trained}"], "blind"))
+    loaded = [f"model.stage_checkpoints.{s}={p}" for s, p in stage_checkpoints.items()]
+    first = ["experiment=blind", "~logger", f"model.freeze={trained}", *loaded]
+    train(tiny_config(run, first, "blind"))
     last = run / "checkpoints" / "last.ckpt"
     resume = ["experiment=blind", "~logger", f"ckpt_path={last}", "trainer.max_epochs=2"]
     train(tiny_config(run, [*resume, f"model.freeze={resumed}"], model="blind"))

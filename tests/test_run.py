@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -553,6 +554,27 @@ def test_a_checkpoint_of_another_model_is_refused_before_the_run_folder_is_touch
     assert "test/psnr" in json.loads((run / "metrics.json").read_text())
 
 
+def test_a_bad_trainer_setting_is_refused_before_the_run_folder_is_touched(tmp_path):
+    """Lightning checks its settings when the Trainer is built, and a resume's epochs only
+    inside its fit: both come before anything of the earlier run is set aside."""
+    run = tmp_path / "run"
+    train(tiny_config(run, ["logger=csv"]))
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    last = run / "checkpoints" / "last.ckpt"
+    refusals = {
+        "trainer.precision=bf16_mixed": r"Precision 'bf16_mixed' is invalid",
+        f"ckpt_path={last} trainer.precision=bf16_mixed": r"Precision 'bf16_mixed' is invalid",
+        f"ckpt_path={last} trainer.max_epochs=0": (
+            r"trainer.max_epochs=0, but .*last.ckpt has run 1 epochs: "
+            r"give trainer.max_epochs=1 or more"
+        ),
+    }
+    for overrides, error in refusals.items():
+        with pytest.raises(Exception, match=error):
+            train(tiny_config(run, ["logger=csv", *overrides.split()]))
+        assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
 def test_wandb_sample_panels_sit_at_the_step_of_their_epochs_metrics(tmp_path, monkeypatch):
     """A GAN's global_step counts two optimiser steps per batch; Lightning logs metrics by
     batch: each validation's picture must sit beside its own metrics on the W&B step axis."""
@@ -587,28 +609,37 @@ def test_wandb_sample_panels_sit_at_the_step_of_their_epochs_metrics(tmp_path, m
     assert len(logged["val/psnr"]) == 2 and logged["val/samples"] == logged["val/psnr"]
 
 
-class SigtermAfterFirstBatch(L.Callback):
-    """Sends its own process SIGTERM, as a scheduler or `kill` does."""
+class SigtermInSecondEpoch(L.Callback):
+    """Sends its own process SIGTERM, as a scheduler or `kill` does, once the first epoch's
+    checkpoint is written (where STOP_IN_SECOND_EPOCH is set: not in the resume)."""
 
-    def on_train_batch_end(self, *args):
-        os.kill(os.getpid(), signal.SIGTERM)
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.current_epoch == 1 and os.environ.get("STOP_IN_SECOND_EPOCH"):
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
-def test_a_run_stopped_by_sigterm_exits_non_zero(tmp_path):
+def test_a_run_stopped_by_sigterm_exits_non_zero_and_says_how_to_resume(tmp_path):
     """Lightning ends a SIGTERM-stopped fit with exit status 0; a sweep or `make train && ...`
-    would take it for a finished run."""
-    stop = f"+callbacks.stop._target_={__name__}.SigtermAfterFirstBatch"
-    result = subprocess.run(
-        [sys.executable, "-m", "inpaint.run", "debug=fast", "data.image_size=32"]
-        + [*TINY_MODELS["unet"], stop, f"hydra.run.dir={tmp_path}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 128 + signal.SIGTERM, result.stderr[-2000:]
-    assert "stopped by SIGTERM; resume with ckpt_path=" in result.stdout + result.stderr
+    would take it for a finished run. The advice is a whole command, which goes on."""
+    stop = f"+callbacks.stop._target_={__name__}.SigtermInSecondEpoch"
+    tiny = ["debug=fast", "data.image_size=32", "trainer.max_epochs=2", *TINY_MODELS["unet"]]
+
+    def run(command, **env):
+        return subprocess.run(
+            command, cwd=ROOT, capture_output=True, text=True, timeout=300, env=os.environ | env
+        )
+
+    first = [sys.executable, "-m", "inpaint.run", *tiny, stop, f"hydra.run.dir={tmp_path}"]
+    stopped = run(first, STOP_IN_SECOND_EPOCH="1")
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-2000:]
     assert not (tmp_path / "metrics.json").exists()
+    advice = re.search(r"SIGTERM; resume with: python (.*)", stopped.stdout + stopped.stderr)
+    command = shlex.split(advice.group(1))
+    assert f"ckpt_path={tmp_path / 'checkpoints' / 'last.ckpt'}" in command
+    assert f"hydra.run.dir={tmp_path}" in command and "trainer.max_epochs=2" in command
+    resumed = run([sys.executable, *command])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "test/psnr" in json.loads((tmp_path / "metrics.json").read_text())
 
 
 def test_a_refused_command_leaves_the_hydra_record_of_the_run_in_its_folder(tmp_path):

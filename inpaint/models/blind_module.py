@@ -142,6 +142,7 @@ class BlindInpainter(GANModule):
             )
         for stage, path in checkpoints.items():
             self.load_stage(stage, path)
+        self.loaded_stages = tuple(checkpoints)
         freeze = freeze_list(freeze)
         unknown = set(freeze) - set(stages)
         if unknown:
@@ -152,6 +153,16 @@ class BlindInpainter(GANModule):
         for module in self._frozen_modules():
             module.requires_grad_(False)
             module.eval()  # Lightning keeps each submodule's mode through fit
+
+    def refuse_untrained_frozen_stages(self) -> None:
+        """Training from scratch, a frozen stage must come from its own checkpoint: it would
+        otherwise stay at its random initialisation."""
+        if untrained := [s for s in self.frozen if s not in self.loaded_stages]:
+            raise ValueError(
+                f"model.freeze={list(self.frozen)} freezes {', '.join(untrained)}, which no "
+                f"model.stage_checkpoints loads: give model.stage_checkpoints."
+                f"{untrained[0]}=PATH, or leave it out of model.freeze"
+            )
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Resumed training restores the optimisers, which hold a parameter group per trained
