@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -254,6 +257,33 @@ def test_evaluation_is_reproducible_across_modules(photos):
             c = other.dataset(split)[index]
             assert not torch.equal(a["mask"], c["mask"])
             assert not torch.equal(a["damaged"], c["damaged"])
+
+
+def test_evaluation_samples_are_the_same_in_every_process():
+    """Nothing of a sample may hang on Python's per-process string hashing."""
+    code = (
+        "import hashlib\n"
+        "from hydra.utils import instantiate\n"
+        "from inpaint.config import compose_config\n"
+        "cfg = compose_config('train', ['data.eval_length=4'])\n"
+        "data = instantiate(cfg.data, mask=instantiate(cfg.mask))\n"
+        "samples = [data.dataset(s)[i] for s in ('val', 'test') for i in range(4)]\n"
+        "keys = ('mask', 'damaged')\n"
+        "print(hashlib.sha1(b''.join(x[k].numpy().tobytes() for x in samples for k in keys))"
+        ".hexdigest())\n"
+    )
+    printed = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            env=os.environ | {"PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in ("1", "2")
+    }
+    assert len(printed) == 1 and len(printed.pop().strip()) == 40
 
 
 def test_training_split_is_evaluated_on_seeded_samples_of_its_own_images(photos):

@@ -71,6 +71,19 @@ def test_larger_sigma_gives_fewer_edges(photo_gray):
     )
 
 
+@pytest.mark.parametrize("method", ["opencv", "kornia"])
+def test_a_lower_low_threshold_follows_edges_further(method):
+    """Hysteresis: weak pixels joined to strong ones count (a 256 px crop: on the 128 px one
+    the low threshold hardly matters)."""
+    photo = SamplePhotos().split("test")[0][:256, :256]
+    gray = torch.from_numpy(cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY))[None, None]
+
+    def count(low):
+        return EdgeDetector(low_threshold=low, method=method)(gray).sum()
+
+    assert count(0.02) > count(0.2)
+
+
 def test_bad_settings_are_clear_errors():
     with pytest.raises(ValueError, match="edges.method must be one of"):
         EdgeDetector(method="sobel")

@@ -210,6 +210,34 @@ def test_inverted_masks_name_the_same_holes(tmp_path, photo_folder, trained_chec
     assert white["buckets"] == inverted["buckets"]
 
 
+@pytest.mark.parametrize("kind", ["grey", "rgba", "16-bit", "float"])
+def test_a_mask_file_of_any_depth_and_layout_reads_as_its_hole(tmp_path, kind):
+    """Bright = hole at any bit depth; an opaque alpha is no hole; floats are clipped."""
+    hole = np.zeros((8, 8), np.uint8)
+    hole[2:4, 2:6] = 255
+    pixels = {
+        "grey": hole,
+        "rgba": np.dstack([hole] * 3 + [np.full_like(hole, 255)]),
+        "16-bit": hole.astype(np.uint16) * 257,
+        "float": hole.astype(np.float32) / 255 * 2.0,
+    }[kind]
+    path = tmp_path / ("mask.tif" if kind == "float" else "mask.png")
+    assert cv2.imwrite(str(path), pixels)
+    expected = (hole > 0).astype(np.float32)
+    assert np.array_equal(read_mask(path), expected)
+    assert np.array_equal(read_mask(path, invert=True), 1 - expected)
+
+
+def test_a_colour_mask_counts_its_brightest_channel(tmp_path):
+    pixels = np.zeros((4, 4, 3), np.uint8)
+    pixels[..., 2] = 128  # red, as OpenCV writes BGR
+    pixels[0, 0] = (200, 0, 0)  # blue
+    assert cv2.imwrite(str(tmp_path / "mask.png"), pixels)
+    expected = np.full((4, 4), 128 / 255, np.float32)
+    expected[0, 0] = 200 / 255
+    np.testing.assert_allclose(read_mask(tmp_path / "mask.png"), expected, atol=1e-7)
+
+
 def test_a_mask_folder_inside_the_image_folder_is_not_scored_as_images(
     tmp_path, photo_folder, trained_checkpoint
 ):

@@ -204,6 +204,12 @@ def test_uniform_greyscale_is_constant(mask_configs):
     assert np.std(levels) > 0.05, "the damage level should be drawn, not fixed"
 
 
+def test_a_greyscale_kind_of_weight_zero_is_never_drawn():
+    generator = GreyscaleMask(kinds={"uniform": 1.0, "field": 0.0}, min_ratio=0.0, max_ratio=1.0)
+    for seed in range(20):
+        assert np.ptp(generator(np.random.default_rng(seed), 16, 16)) == 0  # uniform only
+
+
 def test_greyscale_field_and_blob_kinds_are_soft():
     for kind in ("field", "blobs"):
         generator = GreyscaleMask(kinds={kind: 1.0}, min_ratio=0.0, max_ratio=1.0)
@@ -379,10 +385,18 @@ def test_mixture_bounds_apply_on_top_of_components():
 
 
 def test_unreachable_bounds_warn_and_return_closest():
-    generator = SquareMask(side=(0.25, 0.25), min_ratio=0.9, max_ratio=1.0)
+    generator = SquareMask(side=(0.1, 0.6), min_ratio=0.9, max_ratio=1.0)
     with pytest.warns(UserWarning, match="no mask with hole ratio"):
         mask = generator(np.random.default_rng(0), 32, 32)
-    assert mask.shape == (32, 32) and mask.mean() == pytest.approx(0.0625)
+    rng = np.random.default_rng(0)  # the same draws: the closest is the largest
+    ratios = [generator.draw(rng, 32, 32).mean() for _ in range(generator.max_tries)]
+    assert mask.shape == (32, 32) and mask.mean() == max(ratios) > min(ratios)
+
+
+def test_a_count_range_includes_its_upper_bound():
+    generator = SquareMask(count=(0, 1), side=(0.5, 0.5))
+    drawn = {bool(generator.draw(np.random.default_rng(seed), 16, 16).any()) for seed in range(40)}
+    assert drawn == {False, True}
 
 
 def test_configs_load_as_plain_yaml():
