@@ -83,6 +83,8 @@ class Inpainter:
         if precision == "bf16" and (reason := slow_bf16(self.device)):
             warnings.warn(f"precision=bf16: {reason}", stacklevel=2)
         self.module = module.to(self.device).eval()
+        if edges is not None and getattr(module, "edges", None) is not None:
+            module.edges = edges  # a chain's EPN stage computes its edges with it too
         self.edges = getattr(module, "edges", None) or edges or EdgeDetector()
         self.precision, self.intact_below = precision, intact_below
         # The configs the checkpoint was trained with (model, data, mask), when loaded from one.

@@ -15,6 +15,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import open_dict
 from skimage.metrics import structural_similarity
+from skimage.restoration import inpaint_biharmonic
 
 from inpaint import evaluate as evaluate_module
 from inpaint.baselines import inpaint_classical
@@ -615,6 +616,31 @@ def test_baselines_paint_every_pixel_a_grey_mask_touches(name):
     assert np.array_equal(painted[mask == 0], damaged[mask == 0])
     # the whole hole, grey band included, is painted from its smooth surroundings
     assert np.abs(painted - image)[mask > 0].max() < 0.1
+
+
+def test_each_baseline_is_the_library_method_it_names_on_the_rounded_pixels():
+    """OpenCV takes 8-bit pixels: each float is rounded to its nearest level, not truncated."""
+    damaged = np.random.default_rng(0).random((24, 24, 3)).astype(np.float32)
+    mask = np.zeros((24, 24), np.float32)
+    mask[8:16, 4:20] = 1
+    hole, pixels = mask.astype(np.uint8), np.rint(damaged * 255).astype(np.uint8)
+    expected = {
+        name: cv2.inpaint(pixels, hole, 3, flag) / 255.0
+        for name, flag in (("telea", cv2.INPAINT_TELEA), ("navier_stokes", cv2.INPAINT_NS))
+    }
+    expected["biharmonic"] = inpaint_biharmonic(damaged, hole > 0, channel_axis=-1)
+    inside = mask > 0
+    for name, painted in expected.items():
+        np.testing.assert_allclose(
+            inpaint_classical(name, damaged, mask)[inside], painted[inside], atol=1e-6
+        )
+    assert np.abs(expected["telea"] - expected["navier_stokes"])[inside].max() > 0.05
+
+
+@pytest.mark.parametrize("name", ["input", "telea", "navier_stokes", "biharmonic"])
+def test_a_mask_over_the_whole_image_gives_the_input_back(name):
+    damaged = np.random.default_rng(0).random((8, 8, 3)).astype(np.float32)
+    assert np.array_equal(inpaint_classical(name, damaged, np.ones((8, 8))), damaged)
 
 
 def test_letterbox_margins_are_not_a_hole_in_a_mask_column():

@@ -25,9 +25,44 @@ def test_masks_of_another_shape_than_the_images_are_refused(tmp_path):
             inpainter(damaged, torch.zeros(shape))
 
 
-def test_a_given_edge_detector_replaces_the_checkpoints(tmp_path, trained_checkpoint):
-    detector = EdgeDetector(method="kornia")
-    assert Inpainter.from_checkpoint(trained_checkpoint("ipn"), edges=detector).edges is detector
+@pytest.mark.parametrize("kind", ["ipn", "blind"])
+def test_a_given_edge_detector_replaces_the_checkpoints(trained_checkpoint, kind):
+    detector = EdgeDetector(sigma=1.0, method="kornia")
+    inpainter = Inpainter.from_checkpoint(trained_checkpoint(kind), edges=detector)
+    assert inpainter.edges is detector
+    if kind == "blind":  # the chain's own EPN stage uses it
+        assert inpainter.module.edges is detector
+
+
+def test_a_checkpoint_keeps_the_canny_settings_it_trained_with(tmp_path, trained_checkpoint):
+    checkpoint = torch.load(trained_checkpoint("ipn"), weights_only=False)
+    checkpoint["hyper_parameters"]["data"]["edges"]["sigma"] = 1.25
+    torch.save(checkpoint, tmp_path / "sigma.ckpt")
+    assert Inpainter.from_checkpoint(tmp_path / "sigma.ckpt").edges.sigma == 1.25
+
+
+def test_a_chain_without_an_ipn_predicts_masks_and_edges_and_paints_nothing(tmp_path):
+    inpainter = Inpainter(tiny_module(tmp_path, "joint_epn_mpn"))
+    assert (inpainter.kind, inpainter.paints, inpainter.predicts_mask) == (
+        "joint_epn_mpn",
+        False,
+        True,
+    )
+    result = inpainter(torch.rand(1, 3, 20, 28))
+    assert sorted(result) == ["edges", "mask"]
+    assert result["mask"].shape == result["edges"].shape == (1, 1, 20, 28)
+
+
+@pytest.mark.parametrize("size", [(30, 30), (4, 4), (5, 13)])
+def test_a_padded_image_is_cropped_back_to_its_own_pixels(tmp_path, size):
+    """Padding goes below and to the right (reflected, or repeated where the image is no
+    larger than the pad): the result's mask is the given one, pixel for pixel."""
+    inpainter = Inpainter(tiny_module(tmp_path, "ipn"))
+    mask = torch.zeros(1, 1, *size)
+    mask[..., : size[0] // 2, : size[1] // 2] = 1
+    result = inpainter(torch.rand(1, 3, *size), mask)
+    assert torch.equal(result["mask"], mask)
+    assert result["output"].shape == result["paint"].shape == (1, 3, *size)
 
 
 def test_a_given_grey_mask_is_painted_wherever_it_is_above_zero(tmp_path):
@@ -69,7 +104,7 @@ def test_a_file_that_is_not_a_checkpoint_is_a_clear_error_naming_it(tmp_path, co
         load_checkpoint(tmp_path / "model.ckpt")
 
 
-@pytest.mark.parametrize("size", [(6, 20), (1, 1), (3, 13)])
+@pytest.mark.parametrize("size", [(6, 20), (1, 1), (3, 13), (8, 8)])
 def test_images_smaller_than_a_network_takes_are_padded_up_to_it(tmp_path, size):
     """The EPN's residual blocks need 3 pixels at 1/4 resolution, 12 px: padded to 16, the
     next multiple of the IPN's 8."""
