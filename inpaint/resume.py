@@ -107,8 +107,13 @@ def set_aside(path: Path, what: str) -> None:
 
 # What a training run writes that an earlier one's would mix with: best-*.ckpt of both
 # runs side by side (the new run's as best-*-v1.ckpt), its last.ckpt taken for the new
-# run's, and its curves and pictures replaced.
-TRAINING_OUTPUTS = {"checkpoints": "checkpoints", "csv": "curves", "samples": "pictures"}
+# run's, its curves and pictures replaced, its offline W&B runs synced with the new one's.
+TRAINING_OUTPUTS = {
+    "checkpoints": "checkpoints",
+    "csv": "curves",
+    "samples": "pictures",
+    "wandb": "W&B files",
+}
 
 
 @rank_zero_only

@@ -440,8 +440,9 @@ def test_a_run_resumed_in_its_moved_or_copied_folder_tests_its_own_best(tmp_path
 
 def test_a_fresh_rerun_sets_the_earlier_runs_checkpoints_curves_and_pictures_aside(tmp_path):
     """Otherwise its best-*.ckpt and last.ckpt pass for the new run's until that one writes
-    its own (the new best as best-*-v1.ckpt), and its curves and pictures are replaced."""
-    outputs = ("checkpoints", "csv", "samples")
+    its own (the new best as best-*-v1.ckpt), its curves and pictures are replaced, and its
+    offline W&B runs are synced with the new one's."""
+    outputs = ("checkpoints", "csv", "samples", "wandb")
 
     def files():
         return {
@@ -452,17 +453,20 @@ def test_a_fresh_rerun_sets_the_earlier_runs_checkpoints_curves_and_pictures_asi
         }
 
     train(tiny_config(tmp_path, ["logger=csv"]))
+    (tmp_path / "wandb" / "offline-run-1").mkdir(parents=True)  # as an offline W&B run leaves
+    (tmp_path / "wandb" / "offline-run-1" / "run-1.wandb").write_bytes(b"history")
     first = files()
     assert {name.split("/")[0] for name in first} == set(outputs)
     train(tiny_config(tmp_path, ["logger=csv", "seed=7"]))
     for name, content in first.items():
         top, rest = name.split("/", 1)
         assert (tmp_path / f"{top}.earlier" / rest).read_bytes() == content
+    assert not (tmp_path / "wandb").exists()  # the CSV-logged rerun wrote none of its own
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
         "best-epoch000.ckpt",
         "last.ckpt",
     ]
-    assert files().keys() == first.keys()  # the new run's, under the same names
+    assert files().keys() == {k for k in first if not k.startswith("wandb/")}  # the new run's
     assert (tmp_path / "metrics.earlier.json").is_file()
 
 
