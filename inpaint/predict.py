@@ -28,7 +28,8 @@ What is written:
   and so are existing outputs unless `overwrite=true`. An output folder inside the input folder
   is left out of the input search.
 - An image that cannot be read, or whose mask is missing or of another size, is logged and
-  skipped; the rest are written, and the command exits with status 1 after a summary.
+  skipped (one whose result, mask or edges cannot be written leaves none of them); the rest
+  are written, and the command exits with status 1 after a summary.
 """
 
 from __future__ import annotations
@@ -344,12 +345,25 @@ def compose(raw: np.ndarray, painted: Painted) -> np.ndarray:
 
 
 def write(item: Loaded, painted: Painted, output: Path, cfg: DictConfig) -> Path:
+    """The result, and the mask and edges asked for. If one of them cannot be written, none
+    of the image's files is left: the image counts as failed, and a rerun of the command
+    must not find its outputs taken."""
     target = output / item.job.name
-    write_pixels(target, compose(item.raw, painted))
+    files = [(target, write_pixels, compose(item.raw, painted))]
     if cfg.save_mask:
-        write_image(output / "masks" / item.job.name, painted.mask)
+        files.append((output / "masks" / item.job.name, write_image, painted.mask))
     if cfg.save_edges:
-        write_image(output / "edges" / item.job.name, painted.edges)
+        files.append((output / "edges" / item.job.name, write_image, painted.edges))
+    tried: list[Path] = []
+    try:
+        for path, writer, pixels in files:
+            tried.append(path)
+            writer(path, pixels)
+    except BaseException:
+        for path in tried:
+            if path.is_file():
+                path.unlink()
+        raise
     return target
 
 

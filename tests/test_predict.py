@@ -16,6 +16,7 @@ import pytest
 import torch
 from PIL import Image, ImageCms
 
+from inpaint import predict as predict_module
 from inpaint.config import PREDICT_CONF_DIR, compose_config
 from inpaint.data.images import read_pixels, to_float_rgb, write_pixels
 from inpaint.inference import Inpainter
@@ -529,6 +530,30 @@ def test_a_batch_the_network_refuses_is_reported_and_the_other_batches_written(
     assert len(tracebacks) == (0 if error is ValueError else 1)
     assert [path.name for path in report.written] == ["b.png"]
     assert read_pixels(tmp_path / "out" / "b.png").shape == (20, 40, 3)
+
+
+def test_an_image_whose_mask_cannot_be_written_leaves_no_file_and_can_be_run_again(
+    monkeypatch, tmp_path
+):
+    ckpt, _ = fake_network(monkeypatch, tmp_path, "ipn", paint_given_hole((1.0, 1.0, 1.0)))
+    photos, masks, out = tmp_path / "photos", tmp_path / "masks", tmp_path / "out"
+    for name in ("a.png", "b.png"):
+        write_pixels(photos / name, np.zeros((16, 16, 3), np.uint8))
+        write_pixels(masks / name, hole_mask((16, 16)))
+    write_image = predict_module.write_image
+
+    def full_disk_for_b(path, image):
+        if path.name == "b.png":
+            raise OSError(f"cannot write image file: {path}")
+        write_image(path, image)
+
+    monkeypatch.setattr(predict_module, "write_image", full_disk_for_b)
+    report = run(ckpt, photos, out, f"mask={masks}", "save_mask=true")
+    assert [path.name for path in report.failed] == ["b.png"]
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.png")) == ["a.png", "masks/a.png"]
+    monkeypatch.setattr(predict_module, "write_image", write_image)
+    again = run(ckpt, photos / "b.png", out, f"mask={masks / 'b.png'}", "save_mask=true")
+    assert not again.failed and (out / "b.png").is_file() and (out / "masks" / "b.png").is_file()
 
 
 def test_an_image_whose_only_namesake_mask_is_another_images_is_reported(monkeypatch, tmp_path):
