@@ -26,7 +26,14 @@ from inpaint.data.images import list_images, read_image, write_image, write_pixe
 from inpaint.data.mask_files import MaskFiles, read_mask
 from inpaint.data.masks import SquareMask
 from inpaint.data.sources import SamplePhotos
-from inpaint.evaluate import bucket_names, bucket_of, check_folder, evaluate, folder_samples
+from inpaint.evaluate import (
+    Scores,
+    bucket_names,
+    bucket_of,
+    check_folder,
+    evaluate,
+    folder_samples,
+)
 from inpaint.inference import Inpainter
 from inpaint.models.metrics import MAX_PSNR
 from tests.conftest import run_module
@@ -653,3 +660,24 @@ def test_letterbox_margins_are_not_a_hole_in_a_mask_column():
     margin = torch.cat([tile[..., :16, :], tile[..., 48:, :]], dim=-2)
     assert torch.equal(margin, torch.tensor(MARGIN).view(1, 3, 1, 1).expand_as(margin))
     assert not torch.equal(margin[:, 0], margin[:, 2])  # not grey: no mask value
+
+
+def test_each_folder_image_gets_its_own_seeded_mask(tmp_path):
+    for name in ("a.png", "b.png", "c.png"):
+        write_pixels(tmp_path / name, np.zeros((64, 64, 3), np.uint8))
+    paths = list_images(tmp_path)
+    mask = instantiate(compose_config("evaluate", ["mask=medium"]).mask)
+    first = [s.mask for s in folder_samples(tmp_path, paths, mask, seed=0)]
+    again = [s.mask for s in folder_samples(tmp_path, paths, mask, seed=0)]
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))  # seeded
+    assert not np.array_equal(first[0], first[1]) and not np.array_equal(first[1], first[2])
+
+
+def test_a_bucket_of_hole_free_images_reports_no_hole_scores():
+    """No NaN in metrics.json, which strict JSON readers refuse."""
+    scores, image = Scores(), torch.rand(1, 3, 16, 16)
+    scores.count("0-10%")
+    scores.add_image("input", "0-10%", image, image, torch.zeros(1, 1, 16, 16))
+    values = scores.compute()["0-10%"]["input"]
+    assert "psnr_hole" not in values and "l1_hole" not in values
+    assert values and all(np.isfinite(v) for v in values.values())

@@ -20,7 +20,7 @@ from inpaint import predict as predict_module
 from inpaint.config import PREDICT_CONF_DIR, compose_config
 from inpaint.data.images import read_pixels, to_float_rgb, write_pixels
 from inpaint.inference import Inpainter
-from inpaint.predict import PredictReport, predict
+from inpaint.predict import PredictReport, output_names, predict
 from tests.conftest import QUIET_OFFLINE, ROOT
 
 
@@ -567,3 +567,38 @@ def test_an_image_whose_only_namesake_mask_is_another_images_is_reported(monkeyp
     assert [path.name for path in report.failed] == ["pair.jpg"]
     assert "no mask for image pair.jpg" in report.failed[photos / "pair.jpg"]
     assert [path.name for path in report.written] == ["pair.png"]
+
+
+def test_non_png_inputs_of_one_stem_get_distinct_names():
+    """a.jpeg takes a.png; a.jpg, whose .png name is now taken, gets a.jpg.png."""
+    assert output_names([Path("a.jpeg"), Path("a.jpg")]) == [Path("a.png"), Path("a.jpg.png")]
+
+
+def test_a_result_that_would_land_on_a_saved_mask_is_refused(monkeypatch, tmp_path):
+    """in/masks/x.png's result and in/x.png's saved mask are both out/masks/x.png."""
+    ckpt, _ = fake_network(monkeypatch, tmp_path, "blind", lambda damaged, mask: {})
+    source = tmp_path / "in"
+    for name in ("x.png", "masks/x.png"):
+        write_pixels(source / name, np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"two results would be written to .*masks/x\.png"):
+        run(ckpt, source, tmp_path / "out", "save_mask=true")
+    assert not (tmp_path / "out").exists()
+
+
+def test_saved_masks_and_edges_are_the_networks_own(monkeypatch, tmp_path):
+    def respond(damaged, mask):
+        count, _, height, width = damaged.shape
+        predicted = torch.zeros(count, 1, height, width)
+        predicted[..., : width // 2] = 1.0
+        edges = torch.zeros(count, 1, height, width)
+        edges[..., height // 2, :] = 1.0
+        paint = torch.full(damaged.shape, 0.5)
+        return {"output": paint, "paint": paint, "mask": predicted, "edges": edges}
+
+    ckpt, _ = fake_network(monkeypatch, tmp_path, "blind", respond)
+    write_pixels(tmp_path / "photo.png", np.zeros((16, 20, 3), np.uint8))
+    run(ckpt, tmp_path / "photo.png", tmp_path / "out", "save_mask=true", "save_edges=true")
+    mask = read_pixels(tmp_path / "out" / "masks" / "photo.png")
+    edges = read_pixels(tmp_path / "out" / "edges" / "photo.png")
+    assert (mask[:, :10] == 255).all() and (mask[:, 10:] == 0).all()
+    assert (edges[8] == 255).all() and (np.delete(edges, 8, axis=0) == 0).all()

@@ -208,6 +208,27 @@ def test_per_image_rows_cap_psnr_and_leave_out_the_hole_psnr_of_an_image_without
     assert holed["psnr_hole"] == pytest.approx(hole_psnr(output[1:], image[1:], mask[1:]).item())
 
 
+def test_per_image_mask_iou_of_an_image_without_hole_found_empty_is_one(monkeypatch):
+    """As in the logged mean (BinaryJaccardIndex, zero_division=1)."""
+    from inpaint import callbacks
+
+    monkeypatch.setattr(callbacks, "wandb_loggers", lambda trainer: ["a W&B logger"])
+    mask = torch.zeros(1, 1, 8, 8)
+    outputs = {"damaged": torch.rand(1, 3, 8, 8), "predicted_mask": torch.zeros(1, 1, 8, 8)}
+    table = callbacks.WandbTestTable()
+    table.on_test_batch_end(None, None, outputs, {"index": torch.tensor([0]), "mask": mask}, 0)
+    assert table.rows[0]["mask_iou"] == 1.0
+
+
+@pytest.mark.parametrize("experiment", config_names("experiment"))
+def test_the_best_checkpoint_is_the_highest_score(experiment, tmp_path):
+    """Every monitored metric (val/psnr, val/mask_iou, val/edge_f1) is better higher."""
+    cfg = compose_config("train", [f"experiment={experiment}", f"paths.output_dir={tmp_path}"])
+    checkpoint = instantiate(cfg.callbacks.model_checkpoint)
+    assert checkpoint.monitor in {"val/psnr", "val/mask_iou", "val/edge_f1"}
+    assert checkpoint.mode == "max"
+
+
 def test_cli_run_logs_to_csv_and_offline_wandb_with_panels_and_table(tmp_path):
     run_dir, home = tmp_path / "run", tmp_path / "home"
     home.mkdir()

@@ -372,3 +372,19 @@ def test_jobs_without_folder_as_the_basic_sweeper_plans_them(tmp_path, task, par
         line for line in written["markdown"].read_text().split("\n") if "no job folder" in line
     ]
     assert [note.split(": ", 1)[1] for note in notes] == missing
+
+
+def test_the_chart_error_bars_are_the_sample_std(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    errors = []
+    bar = matplotlib.axes.Axes.bar
+
+    def recording(self, *args, yerr=None, **kwargs):
+        errors.append(yerr)
+        return bar(self, *args, yerr=yerr, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "bar", recording)
+    cell = tables.Cell([1.0, 2.0, 3.0])
+    tables.bar_chart(tmp_path / "t.png", [("Table 1", ["psv"], {"IPN": {"psv": cell}})])
+    assert errors == [[1.0]] and (tmp_path / "t.png").is_file()
