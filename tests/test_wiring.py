@@ -12,7 +12,6 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from inpaint.config import compose_config
 from inpaint.data.edges import to_gray
 from inpaint.models.epn_module import epn_judge_input
 from inpaint.models.ipn_module import ipn_judge_input
@@ -22,8 +21,8 @@ from inpaint.networks import epn as epn_net
 from inpaint.networks import mpn as mpn_net
 from inpaint.networks.blocks import GatedConv2d
 from inpaint.networks.ipn import InpaintGenerator
-from tests.conftest import TINY_MODELS
 from tests.conftest import quiet_trainer as trainer
+from tests.conftest import tiny_config
 from tests.test_blind import blind_model
 from tests.test_modules import LinearGAN, build, changed, first_training_batch, snapshot
 
@@ -100,14 +99,14 @@ def test_logged_keys_are_the_keys_an_evaluation_epoch_logs(experiment):
     assert set(logged) == model.logged_keys("val")
 
 
-def blind_batch(cfg):
+def training_batch(cfg):
     return first_training_batch(instantiate(cfg.data, mask=instantiate(cfg.mask)))
 
 
 def test_the_chain_loss_weighs_each_stage_by_its_loss_weight(tmp_path):
     weights = "model.loss_weights={mask:3.0,edge:0.5,image:2.0}"
     model, cfg = blind_model(tmp_path, [weights, "model.adversarial_weight=0.25"])
-    batch = blind_batch(cfg)
+    batch = training_batch(cfg)
     fake = model.generate(batch)
     t = model.generator_loss(batch, fake, adversarial=True)
     torch.testing.assert_close(t["l1_refined"], F.l1_loss(fake["refined"], batch["image"]))
@@ -158,7 +157,7 @@ def test_image_metrics_score_the_composited_output(experiment, tmp_path):
     """The numbers are those of the image a user gets: the input kept where intact."""
     if experiment == "blind":
         model, cfg = blind_model(tmp_path, [])
-        batch = blind_batch(cfg)
+        batch = training_batch(cfg)
     else:
         model, datamodule = build(experiment)
         batch = first_training_batch(datamodule)
@@ -208,7 +207,7 @@ def test_discriminator_losses_call_the_real_real_and_the_generated_fake(tmp_path
         torch.testing.assert_close(epn.discriminator_loss(batch, fake), nsgan(real, generated))
 
         chain, cfg = blind_model(tmp_path, [])
-        batch = blind_batch(cfg)
+        batch = training_batch(cfg)
         fake = chain.generate(batch)
         chain.discriminator.eval()
         d_edge, d_image = chain.discriminator["epn"], chain.discriminator["ipn"]
@@ -292,12 +291,10 @@ def test_mask_module_gives_probabilities_weighs_grey_masks_and_scores_the_refere
     assert metrics["val/mask_iou_full"] < 1 and metrics["val/mask_iou_full"] > 0
 
 
-def test_unet_trains_on_mse_and_scores_its_output():
-    cfg = compose_config(
-        "train", ["experiment=unet_lines", "debug=fast", "data.image_size=32", *TINY_MODELS["unet"]]
-    )
+def test_unet_trains_on_mse_and_scores_its_output(tmp_path):
+    cfg = tiny_config(tmp_path, ["experiment=unet_lines"])
     model = instantiate(cfg.model, _convert_="all")
-    batch = first_training_batch(instantiate(cfg.data, mask=instantiate(cfg.mask)))
+    batch = training_batch(cfg)
     output = model(batch["damaged"])
     torch.testing.assert_close(model.training_step(batch, 0), F.mse_loss(output, batch["image"]))
     with torch.no_grad():
