@@ -326,3 +326,11 @@ def test_residual_blocks_add_their_input():
     torch.testing.assert_close(block(x), x + block.body(x))  # no ReLU after the sum
     block = mpn_net.ResidualBlock(8).eval()
     torch.testing.assert_close(block(x), torch.relu(x + block.body(x)))
+
+
+@pytest.mark.parametrize(("experiment", "critic"), [("ipn", "hinge"), ("epn", "nsgan")])
+def test_a_gan_left_without_an_adversarial_key_uses_its_papers_loss(experiment, critic):
+    """DeepFill v2's hinge loss for the IPN, EdgeConnect's nsgan for the EPN, when a config
+    of one's own leaves `model.adversarial` out."""
+    model, _ = build(experiment, ["~model.adversarial"])
+    assert model.adversarial == critic

@@ -41,10 +41,14 @@ class IPNModule(GANModule):
         vgg_weights: str | None = None,
         perceptual_weight: float = 0.1,
         style_weight: float = 250.0,
+        adversarial: str = "hinge",
         **gan,
     ):
-        gan.setdefault("adversarial", "hinge")
-        super().__init__(metric_groups={"image": ImageMetrics, "image_input": ImageMetrics}, **gan)
+        super().__init__(
+            metric_groups={"image": ImageMetrics, "image_input": ImageMetrics},
+            adversarial=adversarial,
+            **gan,
+        )
         self.save_hyperparameters(
             logger=False, ignore=["generator", "discriminator", "g_optimizer", "d_optimizer"]
         )
