@@ -16,7 +16,7 @@ from inpaint.data.edges import to_gray
 from inpaint.models.epn_module import epn_judge_input
 from inpaint.models.ipn_module import ipn_judge_input
 from inpaint.models.losses import mask_loss
-from inpaint.models.metrics import ImageMetrics
+from inpaint.models.metrics import EdgeMetrics, ImageMetrics
 from inpaint.networks import epn as epn_net
 from inpaint.networks import mpn as mpn_net
 from inpaint.networks.blocks import GatedConv2d
@@ -174,6 +174,25 @@ def test_image_metrics_score_the_composited_output(experiment, tmp_path):
         torch.testing.assert_close(columns["output"], expected)
     computed = {k: v.item() for k, v in model.metrics["val"]["image"].compute().items()}
     assert computed == pytest.approx(scores(columns["output"], batch))
+
+
+def test_blind_edge_metrics_score_the_chain_edges_inside_the_true_hole(tmp_path):
+    """Edge precision and recall are measured where the damage really is, as in evaluate,
+    not where the chain thinks it is."""
+    model, cfg = blind_model(tmp_path, [])
+    batch = training_batch(cfg)
+    # The MPN finds no damage, so the chain's edges are Canny's of the damaged image.
+    model.generator["mpn"].register_forward_hook(lambda m, args, out: torch.full_like(out, -20))
+    model.eval()
+    with torch.no_grad():
+        model.evaluate("val", batch)
+        fake = model.run_chain(batch["damaged"])
+    expected = EdgeMetrics()
+    expected.update(fake["edges"], batch["edge"], batch["mask"])
+    computed = model.metrics["val"]["edge"].compute()
+    assert expected.compute()["edge_recall"] > 0  # the test's premise: edges in the hole
+    for name, value in expected.compute().items():
+        torch.testing.assert_close(computed[name], value, msg=name)
 
 
 def hinge(real, fake):
