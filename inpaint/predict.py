@@ -25,11 +25,12 @@ What is written:
   image upscaled bicubically to full size and used only in the full-size hole (the given mask,
   or the upscaled predicted one).
 - Nothing is overwritten: an output that is an input file (image or mask) is refused up front,
-  and so are existing outputs unless `overwrite=true`. An output folder inside the input folder
-  is left out of the input search.
+  and so are existing outputs unless `overwrite=true`. This run's output folder inside the
+  input folder is left out of the input search (an earlier run's other output folder is not).
 - An image that cannot be read, or whose mask is missing or of another size, is logged and
-  skipped (one whose result, mask or edges cannot be written leaves none of them); the rest
-  are written, and the command exits with status 1 after a summary.
+  skipped (one whose result, mask or edges cannot be written leaves none of them, and with
+  `overwrite=true` an earlier run's are removed); the rest are written, and the command
+  exits with status 1 after a summary.
 """
 
 from __future__ import annotations
@@ -384,6 +385,15 @@ def attempt(report: PredictReport, jobs: list[Job], action: Callable, *args, err
         return None
 
 
+def remove_earlier_results(failed: list[Job], output: Path, cfg: DictConfig) -> None:
+    """With `overwrite=true`, the results an earlier run left for images that failed now:
+    kept, they would pass for this run's."""
+    for path in (path for job in failed for path in targets(job, output, cfg)):
+        if cfg.overwrite and path.is_file():
+            path.unlink()
+            log.warning("removed %s: an earlier run's result of an image that failed now", path)
+
+
 def group_by_size(items: list[Loaded], max_side: int) -> dict[tuple, list[Loaded]]:
     groups: dict[tuple, list[Loaded]] = {}
     for item in items:
@@ -416,6 +426,7 @@ def predict(cfg: DictConfig) -> PredictReport:
                     if target:
                         report.written.append(target)
             bar.update(len(chunk))
+    remove_earlier_results([job for job in jobs if job.source in report.failed], output, cfg)
     log.info("wrote %d of %d images to %s", len(report.written), len(jobs), output)
     written = [job.source for job in jobs if job.source not in report.failed]
     if profiled := [source for source in written if has_colour_profile(source)]:

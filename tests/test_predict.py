@@ -602,3 +602,23 @@ def test_saved_masks_and_edges_are_the_networks_own(monkeypatch, tmp_path):
     edges = read_pixels(tmp_path / "out" / "edges" / "photo.png")
     assert (mask[:, :10] == 255).all() and (mask[:, 10:] == 0).all()
     assert (edges[8] == 255).all() and (np.delete(edges, 8, axis=0) == 0).all()
+
+
+def test_an_overwriting_run_removes_the_earlier_results_of_an_image_that_fails_now(
+    monkeypatch, tmp_path
+):
+    """With overwrite=true a failed image keeps none of its files, an earlier run's neither:
+    left, they would pass for this run's."""
+    ckpt, _ = fake_network(monkeypatch, tmp_path, "ipn", paint_given_hole((1.0, 1.0, 1.0)))
+    photos, masks, out = tmp_path / "photos", tmp_path / "masks", tmp_path / "out"
+    for name in ("a.png", "b.png"):
+        write_pixels(photos / name, np.zeros((16, 16, 3), np.uint8))
+        write_pixels(masks / name, hole_mask((16, 16)))
+    run(ckpt, photos, out, f"mask={masks}", "save_mask=true")
+    (photos / "b.png").write_bytes(b"not an image any more")
+    report = run(ckpt, photos, out, f"mask={masks}", "save_mask=true", "overwrite=true")
+    assert [path.name for path in report.failed] == ["b.png"]
+    assert sorted(p.relative_to(out) for p in out.rglob("*.png")) == [
+        Path("a.png"),
+        Path("masks/a.png"),
+    ]

@@ -14,6 +14,7 @@ import tifffile
 from PIL import Image, ImageCms, ImageOps
 
 from inpaint.data.images import (
+    IMAGE_SUFFIXES,
     UnreadableImageError,
     has_colour_profile,
     is_readable_image,
@@ -32,6 +33,7 @@ from inpaint.data.sources import (
     ParisStreetView,
     SamplePhotos,
 )
+from tests.conftest import ROOT
 
 
 def write_bgr(path: Path, pixels: np.ndarray) -> Path:
@@ -296,6 +298,11 @@ def test_list_images_is_sorted_recursive_and_filters_suffixes(tmp_path):
     assert len(listed) == 7
     assert listed == sorted(listed)
     assert all(path.suffix.lower() == ".png" for path in listed)
+
+
+def test_the_readme_names_the_suffixes_a_folder_of_images_is_read_by():
+    readme = (ROOT / "README.md").read_text()
+    assert f"(`{' '.join(IMAGE_SUFFIXES)}`," in readme
 
 
 def test_list_images_leaves_out_hidden_files_and_folders(tmp_path):
